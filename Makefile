@@ -1,0 +1,62 @@
+# Developer entry points. `make setup` installs/starts everything (see
+# scripts/setup.sh); the other targets source .local/env (DATABASE_URL,
+# REDIS_URL) and use the project virtualenv.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PY := .venv/bin/python
+# Prefix for recipe lines that need DATABASE_URL / REDIS_URL.
+ENV := set -a && . ./.local/env && set +a &&
+
+# Settings module: base for the server-ish targets, test for test/lint.
+# An explicit DJANGO_SETTINGS_MODULE (environment or command line) wins.
+migrate demo bench: export DJANGO_SETTINGS_MODULE ?= isp.settings.base
+test lint: export DJANGO_SETTINGS_MODULE ?= isp.settings.test
+
+# Extra arguments for scripts/run_gates.py, e.g. make test ARGS="--gate api"
+ARGS ?=
+
+BENCH_DIR := bench-results/$(shell date +%Y%m%d-%H%M%S)
+# $(call bench,<management command> [args]): run one benchmark and keep its
+# output in $(BENCH_DIR)/<command>.txt.
+bench = $(ENV) $(PY) manage.py $(1) 2>&1 | tee $(BENCH_DIR)/$(firstword $(1)).txt
+
+.PHONY: help setup migrate demo test lint bench clean-local
+
+help:
+	@echo "make setup        install/start postgres, redis, .venv (idempotent)"
+	@echo "make migrate      migrate shared, tenant and template schemas"
+	@echo "make demo         migrate, seed demo tenant 'acme', run dev server on 127.0.0.1:$${PORT:-8000}"
+	@echo "make test         run the gated test suites (ARGS=... passed through)"
+	@echo "make lint         ruff + makemigrations --check"
+	@echo "make bench        run benchmarks; output in bench-results/"
+	@echo "make clean-local  stop project-local postgres/redis and remove .local/"
+
+setup:
+	@bash scripts/setup.sh
+
+migrate: setup
+	$(ENV) $(PY) manage.py platform_migrate
+
+demo: migrate
+	$(ENV) $(PY) manage.py demo_seed
+	$(ENV) DJANGO_DEBUG=1 $(PY) manage.py runserver 127.0.0.1:$${PORT:-8000}
+
+test: setup
+	$(ENV) $(PY) scripts/run_gates.py $(ARGS)
+
+lint: setup
+	.venv/bin/ruff check .
+	$(ENV) $(PY) manage.py makemigrations --check --dry-run
+
+# One line per benchmark; append new ones below.
+bench: setup migrate
+	@mkdir -p $(BENCH_DIR)
+	$(call bench,bench_tenants)
+	@echo "bench: results in $(BENCH_DIR)/"
+
+clean-local:
+	@if [ -d .local ]; then bash scripts/setup.sh stop-local; fi
+	rm -rf .local

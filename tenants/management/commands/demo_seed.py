@@ -1,0 +1,66 @@
+"""Seed the demo tenant `acme` (idempotent) and print where to log in.
+
+The owner's password is generated on the first run and kept in .local/demo-credentials.json
+(never committed), so later runs print the same credentials and change nothing.
+"""
+
+import json
+import secrets
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django_tenants.utils import schema_context
+
+from compliance.audit import Actor
+from tenants.models import Tenant
+from tenants.services import tenant_create
+
+DEMO_SLUG = "acme"
+DEMO_OWNER = "owner@acme.example"
+
+
+class Command(BaseCommand):
+    help = "Create the demo tenant 'acme' with a staff owner if missing, and print URL and credentials."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, default=8000)
+
+    def handle(self, *args, **options):
+        cred_file = settings.BASE_DIR / ".local" / "demo-credentials.json"
+        stored = json.loads(cred_file.read_text()) if cred_file.exists() else {}
+        tenant = Tenant.objects.filter(slug=DEMO_SLUG).first()
+        if tenant is None:
+            password = stored.get("password") or secrets.token_urlsafe(12)
+            created = tenant_create(
+                slug=DEMO_SLUG,
+                name="Acme Fiber",
+                currency="USD",
+                country="US",
+                time_zone="America/New_York",
+                admin_email=DEMO_OWNER,
+                admin_password=password,
+                actor=Actor.system("manage.py demo_seed"),
+            )
+            tenant = created.tenant
+            self.stdout.write(self.style.SUCCESS("Created the demo tenant 'acme'."))
+        elif not stored.get("password"):
+            password = secrets.token_urlsafe(12)
+            with schema_context(tenant.schema_name):
+                owner = get_user_model().objects.get(username=DEMO_OWNER)
+                owner.set_password(password)
+                owner.save(update_fields=["password"])
+            self.stdout.write("The demo credentials file was missing; the demo owner got a new password.")
+        else:
+            password = stored["password"]
+        if stored.get("password") != password:
+            cred_file.parent.mkdir(parents=True, exist_ok=True)
+            cred_file.write_text(json.dumps({"username": DEMO_OWNER, "password": password}))
+            cred_file.chmod(0o600)
+        port = options["port"]
+        self.stdout.write("")
+        self.stdout.write(f"  Staff admin : http://{tenant.primary_host}:{port}/admin/")
+        self.stdout.write(f"  API docs    : http://{tenant.primary_host}:{port}/api/docs/")
+        self.stdout.write(f"  Username    : {DEMO_OWNER}")
+        self.stdout.write(f"  Password    : {password}   (DEV-ONLY demo credentials, kept in .local/)")
+        self.stdout.write("")

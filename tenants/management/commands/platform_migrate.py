@@ -1,0 +1,26 @@
+"""Migrate everything, idempotently: shared schema, template schema, every tenant, staff roles."""
+
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+from django_tenants.utils import schema_context
+
+from tenants import roles
+from tenants.models import Tenant
+from tenants.services import public_tenant_ensure
+from tenants.template import template_migrate
+
+
+class Command(BaseCommand):
+    help = "Migrate the shared schema, the tenant template and every tenant schema; sync staff roles."
+
+    def handle(self, *args, **options):
+        verbosity = options["verbosity"]
+        call_command("migrate_schemas", shared=True, interactive=False, verbosity=verbosity)
+        public_tenant_ensure()
+        template_migrate(verbosity=verbosity)
+        call_command("migrate_schemas", tenant=True, interactive=False, verbosity=verbosity)
+        tenants = Tenant.objects.exclude(schema_name="public").order_by("slug")
+        for tenant in tenants:
+            with schema_context(tenant.schema_name):
+                roles.roles_sync()
+        self.stdout.write(self.style.SUCCESS(f"Migrated the platform, the template and {len(tenants)} tenant(s)."))

@@ -1,0 +1,62 @@
+"""The template schema every new tenant is cloned from.
+
+`platform_migrate` keeps it migrated. Provisioning checks (once per process) that it has every
+tenant migration applied, so a clone can never silently miss a migration.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.management import call_command
+from django.db import connection
+from django.db.migrations.loader import MigrationLoader
+from django_tenants.utils import schema_context, schema_exists
+from psycopg import sql
+
+from . import roles
+
+_template_verified = False
+
+
+def _tenant_app_labels() -> set[str]:
+    from django.apps import apps
+
+    return {config.label for config in apps.get_app_configs() if config.name in settings.TENANT_APPS}
+
+
+def template_missing_migrations() -> list[tuple[str, str]]:
+    """Tenant-app migrations on disk that the template schema has not applied."""
+    schema = settings.TENANT_BASE_SCHEMA
+    if not schema_exists(schema):
+        return [("*", "template schema does not exist")]
+    on_disk = MigrationLoader(None, ignore_no_migrations=True).disk_migrations
+    labels = _tenant_app_labels()
+    wanted = {key for key in on_disk if key[0] in labels}
+    with connection.cursor() as cursor:
+        cursor.execute(sql.SQL("SELECT app, name FROM {}.django_migrations").format(sql.Identifier(schema)))
+        applied = set(cursor.fetchall())
+    return sorted(wanted - applied)
+
+
+def template_migrate(verbosity: int = 1) -> None:
+    """Create the template schema if needed, migrate it and sync the staff roles in it."""
+    global _template_verified
+    schema = settings.TENANT_BASE_SCHEMA
+    if not schema_exists(schema):
+        with connection.cursor() as cursor:
+            cursor.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    call_command("migrate_schemas", schema_name=schema, interactive=False, verbosity=verbosity)
+    with schema_context(schema):
+        roles.roles_sync()
+    connection.set_schema_to_public()
+    _template_verified = True
+
+
+def template_schema_ensure_current() -> None:
+    """Migrate the template first if it lags behind the code (checked once per process)."""
+    global _template_verified
+    if _template_verified:
+        return
+    if template_missing_migrations():
+        template_migrate(verbosity=0)
+    _template_verified = True

@@ -1,0 +1,163 @@
+"""Shared test infrastructure.
+
+The tenant matrix: three real tenant schemas (us_isp, eu_isp, jp_isp) are provisioned once per
+test session through the real provisioning service (cloned from the template schema). Tests
+that take the `tenant` fixture run once per profile, inside a transaction that is rolled back
+after the test, with the connection switched to that tenant's schema.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import pytest
+from django.db import connection
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+from rest_framework.test import APIClient
+
+from tests.kind_report import write_kind_report
+
+hypothesis_settings.register_profile(
+    "ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+hypothesis_settings.register_profile("dev", max_examples=50, deadline=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+@dataclass(frozen=True)
+class TenantProfile:
+    key: str
+    slug: str
+    name: str
+    currency: str
+    country: str
+    time_zone: str
+    tax_inclusive: bool
+    minor_unit: int
+
+
+TENANT_PROFILES: dict[str, TenantProfile] = {
+    p.key: p
+    for p in (
+        TenantProfile("us_isp", "us-isp", "Prairie Fiber LLC", "USD", "US", "America/Chicago", False, 2),
+        TenantProfile("eu_isp", "eu-isp", "Rheinland Glasfaser GmbH", "EUR", "DE", "Europe/Berlin", True, 2),
+        TenantProfile("jp_isp", "jp-isp", "Sakura Hikari KK", "JPY", "JP", "Asia/Tokyo", False, 0),
+    )
+}
+MATRIX_OWNER_PASSWORD = "matrix-owner-password-0"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    write_kind_report(session)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """After pytest-django created and migrated the test database: template + matrix tenants."""
+    from compliance.audit import Actor
+    from tenants.models import Tenant
+    from tenants.services import public_tenant_ensure, tenant_create
+    from tenants.template import template_migrate
+
+    with django_db_blocker.unblock():
+        public_tenant_ensure()
+        template_migrate(verbosity=0)
+        for profile in TENANT_PROFILES.values():
+            if not Tenant.objects.filter(slug=profile.slug).exists():
+                tenant_create(
+                    slug=profile.slug,
+                    name=profile.name,
+                    currency=profile.currency,
+                    country=profile.country,
+                    time_zone=profile.time_zone,
+                    tax_inclusive=profile.tax_inclusive,
+                    admin_email=f"owner@{profile.slug}.example",
+                    admin_password=MATRIX_OWNER_PASSWORD,
+                    actor=Actor.system("test matrix"),
+                )
+        connection.set_schema_to_public()
+    return
+
+
+def _activate(slug: str):
+    from tenants.models import Tenant
+
+    tenant = Tenant.objects.get(slug=slug)
+    connection.set_tenant(tenant)
+    return tenant
+
+
+@pytest.fixture(params=list(TENANT_PROFILES))
+def tenant_profile(request) -> TenantProfile:
+    return TENANT_PROFILES[request.param]
+
+
+@pytest.fixture
+def tenant(tenant_profile, db):
+    """The tenant of the current matrix profile, its schema active for the test; rolled back after."""
+    tenant = _activate(tenant_profile.slug)
+    yield tenant
+    connection.set_schema_to_public()
+
+
+@pytest.fixture
+def other_tenant(tenant_profile, db):
+    """Another matrix tenant (not the current one), for isolation tests."""
+    from tenants.models import Tenant
+
+    keys = list(TENANT_PROFILES)
+    other = TENANT_PROFILES[keys[(keys.index(tenant_profile.key) + 1) % len(keys)]]
+    return Tenant.objects.get(slug=other.slug)
+
+
+@pytest.fixture
+def public_schema(db):
+    connection.set_schema_to_public()
+    yield
+    connection.set_schema_to_public()
+
+
+class HostClient(APIClient):
+    """An API client bound to one host; it switches nothing itself (the middleware routes by host)."""
+
+    def __init__(self, host: str, **kwargs):
+        super().__init__(HTTP_HOST=host, **kwargs)
+        self.host = host
+
+    def request(self, *args, **kwargs):
+        # The tenant middleware switches the shared connection's schema; give the test its own back.
+        previous = connection.tenant
+        try:
+            return super().request(*args, **kwargs)
+        finally:
+            connection.set_tenant(previous)
+
+
+@pytest.fixture
+def host_client():
+    def make(tenant_or_host) -> HostClient:
+        host = tenant_or_host if isinstance(tenant_or_host, str) else tenant_or_host.primary_host
+        return HostClient(host)
+
+    return make
+
+
+@pytest.fixture
+def staff_client(host_client):
+    """An API client logged in (by token) as a new staff member with the given role, on the tenant's host."""
+    from rest_framework.authtoken.models import Token
+
+    from tests.factories import StaffUserFactory
+
+    def make(tenant, role: str):
+        connection.set_tenant(tenant)
+        user = StaffUserFactory(role=role)
+        token = Token.objects.create(user=user)
+        client = host_client(tenant)
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        client.user = user
+        return client
+
+    return make
