@@ -23,7 +23,7 @@ BENCH_DIR := bench-results/$(shell date +%Y%m%d-%H%M%S)
 # output in $(BENCH_DIR)/<command>.txt.
 bench = $(ENV) $(PY) manage.py $(1) 2>&1 | tee $(BENCH_DIR)/$(firstword $(1)).txt
 
-.PHONY: help setup migrate demo test lint bench clean-local
+.PHONY: help setup migrate demo test lint lint-checks bench clean-local
 
 help:
 	@echo "make setup        install/start postgres, redis, .venv (idempotent)"
@@ -45,11 +45,15 @@ demo: migrate
 	$(ENV) DJANGO_DEBUG=1 $(PY) manage.py runserver 127.0.0.1:$${PORT:-8000}
 
 test: setup
+	@$(MAKE) --no-print-directory lint-checks
 	$(ENV) $(PY) scripts/run_gates.py $(ARGS)
 
 lint: setup
+	@$(MAKE) --no-print-directory lint-checks
+
+lint-checks:
 	.venv/bin/ruff check .
-	$(ENV) $(PY) manage.py makemigrations --check --dry-run
+	$(ENV) DJANGO_SETTINGS_MODULE=isp.settings.test $(PY) manage.py makemigrations --check --dry-run
 
 # One line per benchmark; append new ones below.
 bench: setup migrate

@@ -373,14 +373,29 @@ env_line() {
     fi
 }
 
+# A secret generated once per checkout and kept in .local/ (never committed). An explicit
+# DJANGO_SECRET_KEY in the environment wins and is not written anywhere.
+ensure_local_secret() {
+    mkdir -p "$LOCAL"
+    if [ ! -s "$LOCAL/secret_key" ]; then
+        (umask 077 && head -c 48 /dev/urandom | base64 | tr -d '\n/+=' >"$LOCAL/secret_key")
+        log "secret: generated .local/secret_key"
+    fi
+}
+
 write_env() {
     mkdir -p "$LOCAL"
+    ensure_local_secret
     local tmp="$LOCAL/env.tmp"
     {
         echo "# Written by scripts/setup.sh; regenerated on every run."
         env_line DATABASE_URL "$PG_URL"
         env_line REDIS_URL "$RD_URL"
+        if [ -z "${DJANGO_SECRET_KEY:-}" ]; then
+            env_line DJANGO_SECRET_KEY "$(cat "$LOCAL/secret_key")"
+        fi
     } >"$tmp"
+    chmod 600 "$tmp"
     if [ -f "$LOCAL/env" ] && cmp -s "$tmp" "$LOCAL/env"; then
         rm -f "$tmp"
         log "env: .local/env unchanged"

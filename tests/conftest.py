@@ -81,6 +81,14 @@ def django_db_setup(django_db_setup, django_db_blocker):
     return
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Throttle counters and other cached state never leak from one test into the next."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 def _activate(slug: str):
     from tenants.models import Tenant
 

@@ -6,6 +6,7 @@ module; `isp.settings.test` only changes what a test run must change.
 Development defaults are marked DEV-ONLY and are refused when DEBUG is off.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -14,8 +15,11 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
-# A project-local env file written by scripts/setup.sh (database/redis it found or started).
-environ.Env.read_env(BASE_DIR / ".local" / "env", overwrite=False)
+# A project-local env file written by scripts/setup.sh (the database/redis it found or started, a
+# machine-local secret). Real environment variables win. ISP_ENV_FILE="" reads no file.
+_env_file = os.environ.get("ISP_ENV_FILE", str(BASE_DIR / ".local" / "env"))
+if _env_file:
+    environ.Env.read_env(_env_file, overwrite=False)
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 

@@ -1,8 +1,9 @@
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
+from isp.api.serializers import StrictInput
 from tenants import roles
-from tenants.models import Tenant
+from tenants.models import Tenant, validate_country, validate_currency, validate_slug, validate_time_zone
 
 TENANT_FIELDS = (
     "slug",
@@ -29,11 +30,11 @@ class TenantOutput(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class TenantSettingsInput(serializers.Serializer):
+class TenantSettingsInput(StrictInput):
     """What a tenant's owner may change. Currency and country are fixed (operators only)."""
 
     name = serializers.CharField(max_length=200, required=False)
-    time_zone = serializers.CharField(max_length=64, required=False)
+    time_zone = serializers.CharField(max_length=64, required=False, validators=[validate_time_zone])
     billing_day = serializers.IntegerField(min_value=1, max_value=28, required=False)
     payment_terms_days = serializers.IntegerField(min_value=0, max_value=365, required=False)
     suspend_after_days = serializers.IntegerField(min_value=1, max_value=365, required=False)
@@ -41,16 +42,16 @@ class TenantSettingsInput(serializers.Serializer):
 
 
 class OperatorTenantUpdateInput(TenantSettingsInput):
-    country = serializers.CharField(max_length=2, required=False)
+    country = serializers.CharField(max_length=2, required=False, validators=[validate_country])
 
 
-class TenantCreateInput(serializers.Serializer):
-    slug = serializers.CharField(max_length=32)
+class TenantCreateInput(StrictInput):
+    slug = serializers.CharField(max_length=32, validators=[validate_slug])
     name = serializers.CharField(max_length=200)
-    currency = serializers.CharField(max_length=3)
-    country = serializers.CharField(max_length=2)
+    currency = serializers.CharField(max_length=3, validators=[validate_currency])
+    country = serializers.CharField(max_length=2, validators=[validate_country])
     admin_email = serializers.EmailField()
-    time_zone = serializers.CharField(max_length=64, default="UTC")
+    time_zone = serializers.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
     billing_day = serializers.IntegerField(min_value=1, max_value=28, required=False)
     payment_terms_days = serializers.IntegerField(min_value=0, max_value=365, required=False)
     suspend_after_days = serializers.IntegerField(min_value=1, max_value=365, required=False)
@@ -63,11 +64,11 @@ class TenantCreatedOutput(serializers.Serializer):
     admin_password = serializers.CharField(help_text="Shown once; only its hash is stored.")
 
 
-class SuspendInput(serializers.Serializer):
+class SuspendInput(StrictInput):
     reason = serializers.CharField(max_length=500)
 
 
-class TokenObtainInput(serializers.Serializer):
+class TokenObtainInput(StrictInput):
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(max_length=128, style={"input_type": "password"}, trim_whitespace=False)
 
@@ -92,7 +93,7 @@ class StaffOutput(serializers.ModelSerializer):
         return sorted(group.name for group in user.groups.all() if group.name in roles.STAFF_ROLES)
 
 
-class StaffCreateInput(serializers.Serializer):
+class StaffCreateInput(StrictInput):
     username = serializers.CharField(max_length=150)
     email = serializers.EmailField()
     role = serializers.ChoiceField(choices=roles.STAFF_ROLES)
@@ -103,7 +104,7 @@ class StaffCreatedOutput(serializers.Serializer):
     password = serializers.CharField(help_text="One-time password, shown once.")
 
 
-class RoleInput(serializers.Serializer):
+class RoleInput(StrictInput):
     role = serializers.ChoiceField(choices=roles.STAFF_ROLES)
 
 

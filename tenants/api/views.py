@@ -12,12 +12,12 @@ from rest_framework.authtoken.models import Token
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from compliance.audit import Actor, client_ip
 from isp.api.errors import error_body
 from isp.api.permissions import AUTHENTICATED, PUBLIC
+from isp.api.throttling import TenantScopedRateThrottle
 from tenants import services
 from tenants.models import Tenant
 
@@ -28,7 +28,7 @@ class TokenView(APIView):
     """Exchange username + password for an API token of *this* host's tenant (or the platform)."""
 
     required_permissions = {"post": PUBLIC, "delete": AUTHENTICATED}
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [TenantScopedRateThrottle]
     throttle_scope = "login"
 
     @extend_schema(request=s.TokenObtainInput, responses={200: s.TokenOutput}, auth=[])
