@@ -210,9 +210,7 @@ def _cleanup(run: _Created, say: Callable[[str], None]) -> list[str]:
     try:
         connection.set_schema_to_public()
         with transaction.atomic():
-            audit_events, _ = AuditEvent.objects.filter(
-                actor_type=run.actor.type, actor_label=run.actor.label
-            ).delete()
+            audit_events, _ = AuditEvent.objects.filter(actor_type=run.actor.type, actor_label=run.actor.label).delete()
             domains, _ = Domain.objects.filter(tenant__slug__startswith=run.slug_prefix).delete()
             tenant_rows, _ = Tenant.objects.filter(slug__startswith=run.slug_prefix).delete()
     except Exception as exc:  # noqa: BLE001 - cleanup reports and goes on

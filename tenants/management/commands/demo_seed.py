@@ -13,8 +13,9 @@ from django.core.management.base import BaseCommand
 from django_tenants.utils import schema_context
 
 from compliance.audit import Actor
+from tenants import roles
 from tenants.models import Tenant
-from tenants.services import tenant_create
+from tenants.services import staff_user_create, tenant_create
 
 DEMO_SLUG = "acme"
 DEMO_OWNER = "owner@acme.example"
@@ -44,15 +45,20 @@ class Command(BaseCommand):
             )
             tenant = created.tenant
             self.stdout.write(self.style.SUCCESS("Created the demo tenant 'acme'."))
-        elif not stored.get("password"):
-            password = secrets.token_urlsafe(12)
-            with schema_context(tenant.schema_name):
-                owner = get_user_model().objects.get(username=DEMO_OWNER)
-                owner.set_password(password)
-                owner.save(update_fields=["password"])
-            self.stdout.write("The demo credentials file was missing; the demo owner got a new password.")
         else:
-            password = stored["password"]
+            password = stored.get("password") or secrets.token_urlsafe(12)
+            with schema_context(tenant.schema_name):
+                owner = get_user_model().objects.filter(username=DEMO_OWNER).first()
+                if owner is None:
+                    staff_user_create(
+                        username=DEMO_OWNER, email=DEMO_OWNER, role=roles.OWNER, password=password,
+                        actor=Actor.system("manage.py demo_seed"),
+                    )
+                    self.stdout.write("Added the demo owner to the existing tenant 'acme'.")
+                elif not owner.check_password(password):
+                    owner.set_password(password)
+                    owner.save(update_fields=["password"])
+                    self.stdout.write("The demo owner's password was reset to the demo credentials.")
         if stored.get("password") != password:
             cred_file.parent.mkdir(parents=True, exist_ok=True)
             cred_file.write_text(json.dumps({"username": DEMO_OWNER, "password": password}))
