@@ -16,8 +16,7 @@ def load_settings(**env) -> subprocess.CompletedProcess:
     clean["ISP_ENV_FILE"] = ""  # not the checkout's .local/env: only what this test passes
     clean.update(env)
     code = "import isp.settings.base as s; print('DEBUG', s.DEBUG, 'SECRET_IS_DEV', s.SECRET_KEY == s.DEV_SECRET_KEY)"
-    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=clean, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=clean, capture_output=True, text=True, timeout=60)
 
 
 def test_without_a_secret_and_without_debug_the_settings_refuse_to_load():

@@ -27,8 +27,15 @@ def operator_client(public_schema, host_client):
 def test_an_operator_provisions_a_tenant_whose_owner_can_then_log_in(operator_client, host_client):
     response = operator_client.post(
         "/api/v1/tenants/",
-        {"slug": "kiwi-net", "name": "Kiwi Net Ltd", "currency": "NZD", "country": "NZ",
-         "admin_email": "boss@kiwi.example", "time_zone": "Pacific/Auckland", "tax_inclusive": True},
+        {
+            "slug": "kiwi-net",
+            "name": "Kiwi Net Ltd",
+            "currency": "NZD",
+            "country": "NZ",
+            "admin_email": "boss@kiwi.example",
+            "time_zone": "Pacific/Auckland",
+            "tax_inclusive": True,
+        },
         format="json",
     )
     assert response.status_code == 201

@@ -18,9 +18,7 @@ pytestmark = [pytest.mark.django_db]
 def perms_of(role: str) -> set[str]:
     return {
         f"{app}.{codename}"
-        for app, codename in Group.objects.get(name=role).permissions.values_list(
-            "content_type__app_label", "codename"
-        )
+        for app, codename in Group.objects.get(name=role).permissions.values_list("content_type__app_label", "codename")
     }
 
 
