@@ -41,7 +41,7 @@ migrate: setup
 	$(ENV) $(PY) manage.py platform_migrate
 
 demo: migrate
-	$(ENV) $(PY) manage.py demo_seed
+	$(ENV) $(PY) manage.py demo_seed --port $${PORT:-8000}
 	$(ENV) DJANGO_DEBUG=1 $(PY) manage.py runserver 127.0.0.1:$${PORT:-8000}
 
 test: setup

@@ -176,8 +176,19 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+# --- Cache --------------------------------------------------------------------------------
+# Shared by every web worker, so limits such as the login throttle hold across processes.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env.str("ISP_CACHE_URL", default=""),
+        "KEY_PREFIX": "isp",
+    }
+}
+
 # --- Celery -------------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+CACHES["default"]["LOCATION"] = CACHES["default"]["LOCATION"] or REDIS_URL
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = REDIS_URL
 CELERY_TASK_SERIALIZER = "json"

@@ -21,3 +21,6 @@ STORAGES = {
 # Fast hashing: tests create many users. Production keeps Django's default (PBKDF2).
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DATABASES["default"]["TEST"] = {"NAME": env.str("ISP_TEST_DATABASE", default="test_isp")}
+# Each test starts with a clean cache (tests/conftest.py clears it); a per-process memory cache
+# keeps that from flushing a Redis that other processes share. Celery tests use the real Redis.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
