@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class ComplianceConfig(AppConfig):
     name = "compliance"
     verbose_name = "Compliance and audit"
+
+    def ready(self):
+        from . import checks  # noqa: F401 - registers the system checks

@@ -74,3 +74,29 @@ def audit_record(
         request_id=current_request_id() if current_request_id() != "-" else "",
         source_ip=source_ip,
     )
+
+
+def audit_pii_reveal(
+    *, actor: Actor, objects: Iterable[models.Model], fields: Iterable[str], source_ip: str | None = None
+) -> int:
+    """One `pii.revealed` event per object whose personal data was shown in clear (bulk insert)."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("audit_pii_reveal must be called inside a transaction")
+    request_id = current_request_id() if current_request_id() != "-" else ""
+    names = sorted(set(fields))
+    events = [
+        AuditEvent(
+            actor_type=actor.type,
+            actor_id=actor.id,
+            actor_label=actor.label[:150],
+            action="pii.revealed",
+            object_type=obj._meta.label_lower,
+            object_id=str(obj.pk),
+            changed_fields=names,
+            request_id=request_id,
+            source_ip=source_ip,
+        )
+        for obj in objects
+    ]
+    AuditEvent.objects.bulk_create(events, batch_size=500)
+    return len(events)

@@ -381,6 +381,15 @@ ensure_local_secret() {
         (umask 077 && head -c 48 /dev/urandom | base64 | tr -d '\n/+=' >"$LOCAL/secret_key")
         log "secret: generated .local/secret_key"
     fi
+    # PII key ring (newest first) and blind-index key; rotate with `manage.py pii_rotate_keys`.
+    if [ ! -s "$LOCAL/pii_keys" ]; then
+        (umask 077 && printf 'k1:%s' "$(head -c 32 /dev/urandom | base64 | tr -d '\n')" >"$LOCAL/pii_keys")
+        log "secret: generated .local/pii_keys"
+    fi
+    if [ ! -s "$LOCAL/pii_index_key" ]; then
+        (umask 077 && head -c 32 /dev/urandom | base64 | tr -d '\n' >"$LOCAL/pii_index_key")
+        log "secret: generated .local/pii_index_key"
+    fi
 }
 
 write_env() {
@@ -393,6 +402,12 @@ write_env() {
         env_line REDIS_URL "$RD_URL"
         if [ -z "${DJANGO_SECRET_KEY:-}" ]; then
             env_line DJANGO_SECRET_KEY "$(cat "$LOCAL/secret_key")"
+        fi
+        if [ -z "${PII_KEYS:-}" ]; then
+            env_line PII_KEYS "$(cat "$LOCAL/pii_keys")"
+        fi
+        if [ -z "${PII_INDEX_KEY:-}" ]; then
+            env_line PII_INDEX_KEY "$(cat "$LOCAL/pii_index_key")"
         fi
     } >"$tmp"
     chmod 600 "$tmp"

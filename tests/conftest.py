@@ -57,11 +57,14 @@ def pytest_sessionfinish(session, exitstatus):
 def django_db_setup(django_db_setup, django_db_blocker):
     """After pytest-django created and migrated the test database: template + matrix tenants."""
     from compliance.audit import Actor
+    from compliance.pii.keystore import keystore_database_drop, keystore_database_ensure
     from tenants.models import Tenant
     from tenants.services import public_tenant_ensure, tenant_create
     from tenants.template import template_migrate
 
     with django_db_blocker.unblock():
+        keystore_database_drop()  # a key store left by an interrupted run
+        keystore_database_ensure()
         public_tenant_ensure()
         template_migrate(verbosity=0)
         for profile in TENANT_PROFILES.values():

@@ -89,6 +89,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "compliance.middleware.PIIKeyScopeMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -126,6 +127,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "admin:login"
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",  # staff and operators, by username
+    "customers.auth.CustomerEmailBackend",  # portal customers, by e-mail (blind index)
+]
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = not DEBUG and env.bool("DJANGO_SECURE_COOKIES", default=True)
@@ -213,6 +218,15 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("DJANGO_LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Personal data (docs/pii.md) ---------------------------------------------------------
+# Key ring, newest first: "k2:<base64 32 bytes>,k1:<base64 32 bytes>". Required; `make setup`
+# generates machine-local keys into .local/env. Checked at first use and by `manage.py check`.
+PII_KEYS = env.str("PII_KEYS", default="")
+PII_INDEX_KEY = env.str("PII_INDEX_KEY", default="")
+# The key store (subject data keys) lives outside the application database. Default: the same
+# server, database "<application database>_keys".
+PII_KEYSTORE_URL = env.str("PII_KEYSTORE_URL", default="")
 
 # --- Tenant defaults ----------------------------------------------------------------------
 ISP_DEFAULT_BILLING_DAY = 1

@@ -1,10 +1,14 @@
 """Test settings: the production settings with what a test run must change, nothing more."""
 
+import base64
 import os
 import secrets
 
-# A throwaway key per test process; never the DEV-ONLY key, so tests run with DEBUG off.
+# Throwaway keys per test run; never the DEV-ONLY key, so tests run with DEBUG off. They are put
+# in the environment so that processes the tests start (a Celery worker) share them.
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-run-" + secrets.token_urlsafe(32))
+os.environ.setdefault("PII_KEYS", "t1:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
+os.environ.setdefault("PII_INDEX_KEY", base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
 
 from .base import *  # noqa: E402,F403
 from .base import DATABASES, env  # noqa: E402

@@ -4,6 +4,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django_tenants.utils import schema_context
 
+from compliance.pii.keystore import keystore_database_ensure
 from tenants import roles
 from tenants.models import Tenant
 from tenants.services import public_tenant_ensure
@@ -15,6 +16,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         verbosity = options["verbosity"]
+        keystore_database_ensure()
         call_command("migrate_schemas", shared=True, interactive=False, verbosity=verbosity)
         public_tenant_ensure()
         template_migrate(verbosity=verbosity)

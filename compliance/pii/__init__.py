@@ -1,0 +1,1 @@
+"""Application-layer encryption of personal data (see docs/pii.md)."""
