@@ -206,11 +206,14 @@ def get_keystore() -> KeyStore:
 
 def keystore_database_ensure() -> None:
     """Create the key-store database (if missing) and its tables. Idempotent."""
-    target = psycopg.conninfo.conninfo_to_dict(keystore_conninfo())["dbname"]
-    with psycopg.connect(_default_conninfo(dbname_suffix=""), autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [target]).fetchone()
-        if not exists:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target)))
+    if not getattr(settings, "PII_KEYSTORE_URL", ""):
+        # The default key store sits beside the application database: create it if missing.
+        # An explicit PII_KEYSTORE_URL names a database that its operator provisions.
+        target = psycopg.conninfo.conninfo_to_dict(keystore_conninfo())["dbname"]
+        with psycopg.connect(_default_conninfo(dbname_suffix=""), autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [target]).fetchone()
+            if not exists:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target)))
     get_keystore().ensure_schema()
 
 

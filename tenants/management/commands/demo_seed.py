@@ -63,6 +63,12 @@ class Command(BaseCommand):
             cred_file.parent.mkdir(parents=True, exist_ok=True)
             cred_file.write_text(json.dumps({"username": DEMO_OWNER, "password": password}))
             cred_file.chmod(0o600)
+        from customers.demo import seed_demo_customers
+
+        with schema_context(tenant.schema_name):
+            seeded = seed_demo_customers()
+        if seeded["customers_created"]:
+            self.stdout.write(f"Seeded {seeded['customers_created']} demo customers on {seeded['plans']} plans.")
         port = options["port"]
         self.stdout.write("")
         self.stdout.write(f"  Staff admin : http://{tenant.primary_host}:{port}/admin/")
