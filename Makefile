@@ -59,6 +59,7 @@ lint-checks:
 bench: setup migrate
 	@mkdir -p $(BENCH_DIR)
 	$(call bench,bench_tenants)
+	$(call bench,bench_pii)
 	@echo "bench: results in $(BENCH_DIR)/"
 
 clean-local:

@@ -128,8 +128,11 @@ def _save_customer(customer: Customer) -> None:
     try:
         with transaction.atomic():
             customer.save()
-    except IntegrityError as exc:
-        if "customer_email_unique" in str(exc):
+    except IntegrityError:
+        # Another customer took the address between the check and the insert. Decided by a fresh
+        # look-up, not by the constraint's name: tenant schemas cloned from the template get
+        # generated names for unique constraints (customers_customer_email_index_key).
+        if customer.email and _email_taken(customer.email, exclude_pk=customer.pk):
             raise ValidationError({"email": ["A customer with this e-mail address already exists."]}) from None
         raise
 
@@ -208,7 +211,7 @@ def customer_update(*, customer: Customer, changes: dict, actor: Actor, source_i
     changed = []
     now = timezone.now()
     for field, value in values.items():
-        new = None if value == "" else value
+        new = None if value == "" and Customer._meta.get_field(field).null else value
         if getattr(customer, field) != new:
             setattr(customer, field, new)
             changed.append(field)
@@ -284,11 +287,13 @@ def service_address_create(
 
 # --- plans -------------------------------------------------------------------------------------
 def _validate_plan(plan: Plan) -> None:
+    # Before full_clean, which would turn a float into a Decimal (50.0 would pass unnoticed).
+    for field in ("monthly_price", "overage_rate_per_gb", "setup_fee"):
+        if isinstance(getattr(plan, field), float):
+            raise TypeError("money is never float")
     plan.full_clean()
     for field in ("monthly_price", "overage_rate_per_gb", "setup_fee"):
         value = getattr(plan, field)
-        if isinstance(value, float):
-            raise TypeError("money is never float")
         if Decimal(value).as_tuple().exponent < -6:
             raise ValidationError({field: ["At most 6 decimal places."]})
 
@@ -364,9 +369,17 @@ def _transition(
 ) -> Subscription:
     subscription = Subscription.objects.select_for_update().get(pk=subscription.pk)
     current = subscription.status
+    last_effective_on = (
+        subscription.status_changes.order_by("-effective_on").values_list("effective_on", flat=True).first()
+    )
     try:
         check_transition(current, target)
-        check_dates(target=target, effective_on=effective_on, activated_on=subscription.activated_on)
+        check_dates(
+            target=target,
+            effective_on=effective_on,
+            activated_on=subscription.activated_on,
+            last_effective_on=last_effective_on,
+        )
     except IllegalTransition as exc:
         raise ValidationError({"status": [str(exc)]}) from None
     except ValueError as exc:
@@ -401,9 +414,11 @@ def _transition(
         )
     audit_record(
         actor=actor,
-        action=f"subscription.{target.value}"
-        if target != S.ACTIVE or current == S.PENDING
-        else "subscription.reactivated",
+        action={
+            S.ACTIVE: "subscription.activated" if current == S.PENDING else "subscription.reactivated",
+            S.SUSPENDED: "subscription.suspended",
+            S.TERMINATED: "subscription.terminated",
+        }[target],
         target=subscription,
         changed_fields=changed,
         reason=reason,
@@ -431,6 +446,8 @@ def subscription_activate(
     source_ip: str | None = None,
 ) -> Subscription:
     """pending -> active from `activated_on` (the first billable day)."""
+    # Decide on the locked row, not on the caller's copy (it may be stale).
+    subscription = Subscription.objects.select_for_update().get(pk=subscription.pk)
     if subscription.status != S.PENDING:
         raise ValidationError(
             {
@@ -482,6 +499,7 @@ def subscription_reactivate(
     source_ip: str | None = None,
 ) -> Subscription:
     """suspended -> active."""
+    subscription = Subscription.objects.select_for_update().get(pk=subscription.pk)
     if subscription.status != S.SUSPENDED:
         raise ValidationError(
             {"status": [f"Only a suspended subscription can be reactivated (it is {subscription.status})."]}
@@ -539,7 +557,7 @@ def subscription_change_plan(
     if subscription.activated_on and effective_on < subscription.activated_on:
         errors["effective_on"] = ["A plan change cannot take effect before the activation date."]
     last = subscription.plan_changes.order_by("-effective_on", "-id").first()
-    if last is not None and effective_on < last.effective_on:
+    if last is not None and effective_on < last.effective_on and "effective_on" not in errors:
         errors["effective_on"] = [f"A later plan change (effective {last.effective_on}) already exists."]
     if errors:
         raise ValidationError(errors)

@@ -5,6 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from compliance.api import urls as compliance_api
+from customers.api import urls as customers_api
 from tenants.api.urls import tenant_urlpatterns
 
 from .api.docs import DocsPermissionMixin
@@ -15,6 +16,7 @@ handler500 = "isp.api.errors.handler500"
 api_v1 = [
     *tenant_urlpatterns,
     path("", include(compliance_api)),
+    path("", include(customers_api)),
 ]
 
 urlpatterns = [

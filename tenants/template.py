@@ -60,3 +60,56 @@ def template_schema_ensure_current() -> None:
     if template_missing_migrations():
         template_migrate(verbosity=0)
     _template_verified = True
+
+
+_CONSTRAINTS = """
+    SELECT rel.relname, c.conname, pg_get_constraintdef(c.oid)
+    FROM pg_constraint c
+    JOIN pg_class rel ON rel.oid = c.conrelid
+    JOIN pg_namespace n ON n.oid = c.connamespace
+    WHERE n.nspname = %s
+"""
+_INDEXES = "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = %s"
+
+
+def _definitions(cursor, query: str, schema: str, strip_name: bool) -> dict[tuple[str, str], str]:
+    cursor.execute(query, [schema])
+    out = {}
+    for table, name, definition in cursor.fetchall():
+        definition = definition.replace(f"{schema}.", "")
+        if strip_name:
+            definition = definition.replace(f" {name} ON ", " ON ", 1)
+        out[(table, definition)] = name
+    return out
+
+
+def clone_align_names(template: str, target: str) -> int:
+    """Give the clone's constraints and indexes the template's names.
+
+    django-tenants clones tables with `CREATE TABLE ... (LIKE ... INCLUDING ALL)`, which names
+    unique constraints and indexes by PostgreSQL's defaults. Migrations find constraints by
+    name (e.g. removing a UniqueConstraint), so every tenant must carry the same names as a
+    schema built by migrations. Returns how many objects were renamed."""
+    renamed = 0
+    with connection.cursor() as cursor:
+        wanted = _definitions(cursor, _CONSTRAINTS, template, strip_name=False)
+        for key, name in _definitions(cursor, _CONSTRAINTS, target, strip_name=False).items():
+            want = wanted.get(key)
+            if want and want != name:
+                cursor.execute(
+                    sql.SQL("ALTER TABLE {}.{} RENAME CONSTRAINT {} TO {}").format(
+                        sql.Identifier(target), sql.Identifier(key[0]), sql.Identifier(name), sql.Identifier(want)
+                    )
+                )
+                renamed += 1
+        wanted = _definitions(cursor, _INDEXES, template, strip_name=True)
+        for key, name in _definitions(cursor, _INDEXES, target, strip_name=True).items():
+            want = wanted.get(key)
+            if want and want != name:
+                cursor.execute(
+                    sql.SQL("ALTER INDEX {}.{} RENAME TO {}").format(
+                        sql.Identifier(target), sql.Identifier(name), sql.Identifier(want)
+                    )
+                )
+                renamed += 1
+    return renamed

@@ -55,13 +55,21 @@ def pytest_sessionfinish(session, exitstatus):
 
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
-    """After pytest-django created and migrated the test database: template + matrix tenants."""
+    """After pytest-django created and migrated the test database: the key store, the template
+    and the matrix tenants. The test key store is dropped at the end of the session."""
+    from django.conf import settings
+
     from compliance.audit import Actor
     from compliance.pii.keystore import keystore_database_drop, keystore_database_ensure
     from tenants.models import Tenant
     from tenants.services import public_tenant_ensure, tenant_create
     from tenants.template import template_migrate
 
+    # pytest-django creates the test database only when a selected test needs one; otherwise the
+    # settings still name the real database, which this fixture must never touch.
+    if not settings.DATABASES["default"]["NAME"].startswith("test_"):
+        yield
+        return
     with django_db_blocker.unblock():
         keystore_database_drop()  # a key store left by an interrupted run
         keystore_database_ensure()
@@ -81,7 +89,9 @@ def django_db_setup(django_db_setup, django_db_blocker):
                     actor=Actor.system("test matrix"),
                 )
         connection.set_schema_to_public()
-    return
+    yield
+    with django_db_blocker.unblock():
+        keystore_database_drop()
 
 
 @pytest.fixture(autouse=True)

@@ -67,6 +67,8 @@ def seal(plaintext: bytes, *, key_id: uuid.UUID, dek: bytes, label: bytes) -> by
 
 
 def unseal(blob: bytes, *, dek: bytes, label: bytes) -> bytes:
+    blob = bytes(blob)
+    key_id_of(blob)  # a truncated or foreign blob is a PIIDecryptionError, not a ValueError from AESGCM
     header, nonce, body = (
         blob[:HEADER_BYTES],
         blob[HEADER_BYTES : HEADER_BYTES + NONCE_BYTES],

@@ -29,7 +29,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 RING_MAGIC = b"R1"
 NONCE_BYTES = 12
-KEY_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
+KEY_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,16}")  # fullmatch ("$" would let "k1\n" through)
 
 
 class PIIDecryptionError(Exception):
@@ -37,8 +37,11 @@ class PIIDecryptionError(Exception):
 
 
 def _decode_key(raw: str, name: str) -> bytes:
+    raw = raw.strip()
     try:
-        key = base64.b64decode(raw.strip() + "=" * (-len(raw.strip()) % 4), altchars=b"-_", validate=False)
+        # validate=True: a character outside the alphabet (a stray quote, a space) is an error,
+        # not silently dropped. Both the URL-safe ("-_") and the standard ("+/") alphabet decode.
+        key = base64.b64decode(raw + "=" * (-len(raw) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
         raise ImproperlyConfigured(f"{name} is not valid base64.") from None
     if len(key) != 32:
@@ -58,7 +61,7 @@ class KeyRing:
         keys: list[tuple[str, bytes]] = []
         for item in keys_spec.split(","):
             kid, sep, material = item.strip().partition(":")
-            if not sep or not KEY_ID_RE.match(kid):
+            if not sep or not KEY_ID_RE.fullmatch(kid):
                 raise ImproperlyConfigured("PII_KEYS entries are '<key id>:<base64 key>', ids of 1-16 [A-Za-z0-9_-].")
             if kid in dict(keys):
                 raise ImproperlyConfigured(f"PII_KEYS names key id {kid!r} twice.")
@@ -88,6 +91,7 @@ class KeyRing:
         return header + nonce + AESGCM(key).encrypt(nonce, plaintext, header + purpose)
 
     def decrypt(self, blob: bytes, purpose: bytes) -> bytes:
+        blob = bytes(blob)
         kid = self.key_id_of(blob)
         header_len = 3 + len(kid)
         header, nonce, body = (
@@ -105,7 +109,10 @@ class KeyRing:
         blob = bytes(blob)
         if len(blob) < 3 or blob[:2] != RING_MAGIC or len(blob) < 3 + blob[2] + NONCE_BYTES + 16:
             raise PIIDecryptionError("not a key-ring ciphertext")
-        return blob[3 : 3 + blob[2]].decode()
+        try:
+            return blob[3 : 3 + blob[2]].decode("ascii")
+        except UnicodeDecodeError:
+            raise PIIDecryptionError("not a key-ring ciphertext (malformed key id)") from None
 
     def blind_index(self, *, scope: str, value: str) -> bytes:
         """Keyed HMAC of a normalised value; `scope` separates tenants and fields."""

@@ -20,7 +20,7 @@ import contextvars
 import os
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 
 import psycopg
 from django.conf import settings
@@ -160,32 +160,55 @@ class KeyStore:
             )
             return dict(cursor.fetchall())
 
-    def rewrap_batch(self, *, batch_size: int = 500) -> int:
+    def rewrap_batch(self, *, batch_size: int = 500, exclude: Collection[uuid.UUID] = ()) -> int:
         """Re-wrap up to `batch_size` keys with the primary ring key, in one transaction.
 
         Rows are locked (SKIP LOCKED, so several rotations may run at once) and each update
         checks the row still holds what was read, so an interrupted or repeated rotation never
-        loses or double-wraps a key. Returns how many keys were re-wrapped (0 = done)."""
+        loses or double-wraps a key. Returns how many keys were re-wrapped (0 = nothing left that
+        this call could take: done, or the rest is locked by another rotation).
+
+        Only keys wrapped by a ring key that is still in the ring are taken: one wrapped by a key
+        no longer in PII_KEYS cannot be unwrapped, and taking it would stall every batch
+        (`compliance.pii.rotation.check` reports those). A key that is on a ring key but does not
+        unwrap (damaged row) raises `RewrapError` naming it, the batch rolls back, and the caller
+        may pass its id in `exclude` to go on with the others."""
         primary = self.ring.primary_id
+        older = [kid for kid in self.ring.key_ids if kid != primary]
+        if not older:
+            return 0
         conn = self.connection()
         with conn.transaction(), conn.cursor() as cursor:
             cursor.execute(
-                "SELECT key_id, tenant, wrapped FROM subject_keys WHERE ring_key_id <> %s "
-                "ORDER BY key_id LIMIT %s FOR UPDATE SKIP LOCKED",
-                [primary, batch_size],
+                "SELECT key_id, tenant, wrapped FROM subject_keys WHERE ring_key_id = ANY(%s) "
+                "AND NOT (key_id = ANY(%s)) ORDER BY key_id LIMIT %s FOR UPDATE SKIP LOCKED",
+                [older, [uuid.UUID(str(k)) for k in exclude], batch_size],
             )
             rows = cursor.fetchall()
             updates = []
             for key_id, tenant, wrapped in rows:
                 purpose = _wrap_purpose(tenant, key_id)
-                dek = self.ring.decrypt(bytes(wrapped), purpose)
+                try:
+                    dek = self.ring.decrypt(bytes(wrapped), purpose)
+                except PIIDecryptionError as exc:
+                    raise RewrapError(key_id=key_id, tenant=tenant, reason=str(exc)) from None
                 updates.append((primary, self.ring.encrypt(dek, purpose), key_id, bytes(wrapped)))
+            if not updates:
+                return 0
             cursor.executemany(
                 "UPDATE subject_keys SET ring_key_id = %s, wrapped = %s, rewrapped_at = now() "
                 "WHERE key_id = %s AND wrapped = %s",
                 updates,
             )
-        return len(rows)
+            return cursor.rowcount
+
+
+class RewrapError(PIIDecryptionError):
+    """A data key on a ring key of the ring did not unwrap during rotation (damaged row)."""
+
+    def __init__(self, *, key_id: uuid.UUID, tenant: str, reason: str):
+        super().__init__(f"data key {key_id} of tenant {tenant!r} does not unwrap: {reason}")
+        self.key_id, self.tenant, self.reason = key_id, tenant, reason
 
 
 _store: KeyStore | None = None
@@ -218,8 +241,11 @@ def keystore_database_ensure() -> None:
 
 
 def keystore_database_drop() -> None:
-    """Drop the key-store database (tests only)."""
+    """Drop the key-store database - tests only: it refuses any database not named test_*,
+    because dropping a real key store destroys every subject's personal data for good."""
     target = psycopg.conninfo.conninfo_to_dict(keystore_conninfo())["dbname"]
+    if not target.startswith("test_"):
+        raise RuntimeError(f"refusing to drop key store {target!r}: only test_* key stores are dropped")
     get_keystore().close()
     with psycopg.connect(_default_conninfo(dbname_suffix=""), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(target)))
@@ -264,6 +290,7 @@ __all__ = [
     "KeyStore",
     "KeyStoreError",
     "PIIDecryptionError",
+    "RewrapError",
     "SubjectKeyMissing",
     "data_keys",
     "forget_cached_key",

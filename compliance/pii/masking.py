@@ -25,7 +25,7 @@ def mask_email(value: str | None) -> str | None:
 
 
 def mask_phone(value: str | None) -> str | None:
-    """'+14155550123' -> '+1*******23': country code and the last two digits."""
+    """'+14155550123' -> '+1********23': the first two characters and the last two digits."""
     if value in (None, "", ERASED):
         return value
     if len(value) <= 5:

@@ -34,7 +34,8 @@ class IllegalTransition(Exception):
     def __init__(self, current: str, target: str):
         self.current, self.target = current, target
         allowed = ", ".join(sorted(TRANSITIONS[S(current)])) or "none - it is final"
-        super().__init__(f"A {current} subscription cannot become {target} (allowed: {allowed}).")
+        article = "An" if current[:1] in "aeiou" else "A"
+        super().__init__(f"{article} {current} subscription cannot become {target} (allowed: {allowed}).")
 
 
 def check_transition(current: str, target: str) -> None:
@@ -42,7 +43,18 @@ def check_transition(current: str, target: str) -> None:
         raise IllegalTransition(current, target)
 
 
-def check_dates(*, target: str, effective_on: datetime.date, activated_on: datetime.date | None) -> None:
-    """Dates that billing prorates on must be coherent: nothing takes effect before activation."""
+def check_dates(
+    *,
+    target: str,
+    effective_on: datetime.date,
+    activated_on: datetime.date | None,
+    last_effective_on: datetime.date | None = None,
+) -> None:
+    """Dates that billing prorates on must be coherent: nothing takes effect before activation,
+    nor before the previous status change (a suspended span never ends before it starts)."""
     if target in (S.SUSPENDED, S.TERMINATED) and activated_on is not None and effective_on < activated_on:
         raise ValueError(f"{target} cannot take effect on {effective_on}, before activation on {activated_on}.")
+    if last_effective_on is not None and effective_on < last_effective_on:
+        raise ValueError(
+            f"{target} cannot take effect on {effective_on}, before the previous status change on {last_effective_on}."
+        )

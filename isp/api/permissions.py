@@ -2,8 +2,9 @@
 
 Each view states, per action (viewset action or lower-case HTTP method), what it needs:
 a list of Django permission codenames (granted through the staff role groups),
-`AUTHENTICATED`, or `PUBLIC`. An action the view does not declare is refused, so a new
-endpoint that forgets its rule serves nobody (fail closed).
+`AUTHENTICATED`, `PORTAL` (an authenticated user linked to a customer, for the customer
+portal, which only ever shows that customer's own data) or `PUBLIC`. An action the view does
+not declare is refused, so a new endpoint that forgets its rule serves nobody (fail closed).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from rest_framework.permissions import BasePermission
 
 PUBLIC = "public"
 AUTHENTICATED = "authenticated"
+PORTAL = "portal"
 
 
 def view_action(request, view) -> str:
@@ -39,4 +41,6 @@ class DeclaredRolePermission(BasePermission):
             return False
         if rule == AUTHENTICATED:
             return True
+        if rule == PORTAL:
+            return hasattr(user, "customer")  # Customer.portal_user; staff have no customer
         return user.has_perms(rule)

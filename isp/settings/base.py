@@ -168,7 +168,11 @@ REST_FRAMEWORK = {
     ],
     "EXCEPTION_HANDLER": "isp.api.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_THROTTLE_RATES": {"login": env.str("ISP_LOGIN_THROTTLE", default="10/min")},
+    "DEFAULT_THROTTLE_RATES": {
+        "login": env.str("ISP_LOGIN_THROTTLE", default="10/min"),
+        # Portal self-signup, per client address and tenant.
+        "signup": env.str("ISP_SIGNUP_THROTTLE", default="20/hour"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "ISP back office API",
@@ -179,6 +183,14 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models have a `status` (and two share one kind/category choice set): name each set.
+    "ENUM_NAME_OVERRIDES": {
+        "TenantStatusEnum": "tenants.models.Tenant.Status",
+        "CustomerStatusEnum": "customers.models.Customer.Status",
+        "CustomerKindEnum": "customers.models.Customer.Kind",
+        "PlanStatusEnum": "customers.models.Plan.Status",
+        "SubscriptionStatusEnum": "customers.api.serializers.SUBSCRIPTION_STATUS_CHOICES",
+    },
 }
 
 # --- Cache --------------------------------------------------------------------------------

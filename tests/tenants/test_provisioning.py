@@ -25,6 +25,22 @@ def tables_of(schema: str) -> set[str]:
         return {row[0] for row in cursor.fetchall()}
 
 
+def constraints_of(schema: str) -> set[tuple[str, str]]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT conrelid::regclass::text, conname FROM pg_constraint c JOIN pg_namespace n "
+            "ON n.oid = c.connamespace WHERE n.nspname = %s",
+            [schema],
+        )
+        return {(table.split(".")[-1], name) for table, name in cursor.fetchall()}
+
+
+def indexes_of(schema: str) -> set[tuple[str, str]]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT tablename, indexname FROM pg_indexes WHERE schemaname = %s", [schema])
+        return set(cursor.fetchall())
+
+
 @pytest.mark.behavior
 @pytest.mark.data_safety
 def test_a_new_tenant_gets_a_schema_like_the_template_a_domain_roles_and_an_owner(public_schema):
@@ -42,6 +58,9 @@ def test_a_new_tenant_gets_a_schema_like_the_template_a_domain_roles_and_an_owne
     tenant = created.tenant
     assert tenant.schema_name == "tenant_nordic_net"
     assert tables_of("tenant_nordic_net") == tables_of("tenant_template")
+    # constraint and index names as migrations made them, so later migrations can find them by name
+    assert constraints_of("tenant_nordic_net") == constraints_of("tenant_template")
+    assert indexes_of("tenant_nordic_net") == indexes_of("tenant_template")
     assert Domain.objects.get(tenant=tenant).domain == "nordic-net.localhost"
     with schema_context(tenant.schema_name):
         owner = get_user_model().objects.get(username="boss@nordic.example")

@@ -1,14 +1,16 @@
 """Migrate everything, idempotently: shared schema, template schema, every tenant, staff roles."""
 
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
+from django.db import transaction
 from django_tenants.utils import schema_context
 
 from compliance.pii.keystore import keystore_database_ensure
 from tenants import roles
 from tenants.models import Tenant
 from tenants.services import public_tenant_ensure
-from tenants.template import template_migrate
+from tenants.template import clone_align_names, template_migrate
 
 
 class Command(BaseCommand):
@@ -20,8 +22,13 @@ class Command(BaseCommand):
         call_command("migrate_schemas", shared=True, interactive=False, verbosity=verbosity)
         public_tenant_ensure()
         template_migrate(verbosity=verbosity)
-        call_command("migrate_schemas", tenant=True, interactive=False, verbosity=verbosity)
         tenants = Tenant.objects.exclude(schema_name="public").order_by("slug")
+        # Tenants cloned before clone names were aligned: same names as the template first,
+        # so migrations that address constraints by name work everywhere.
+        for tenant in tenants:
+            with transaction.atomic():
+                clone_align_names(settings.TENANT_BASE_SCHEMA, tenant.schema_name)
+        call_command("migrate_schemas", tenant=True, interactive=False, verbosity=verbosity)
         for tenant in tenants:
             with schema_context(tenant.schema_name):
                 roles.roles_sync()

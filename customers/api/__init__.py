@@ -1,0 +1,1 @@
+"""REST API of the customers app: the staff API and the customer portal."""
