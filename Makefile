@@ -39,6 +39,7 @@ setup:
 
 migrate: setup
 	$(ENV) $(PY) manage.py platform_migrate
+	$(ENV) $(PY) manage.py collectstatic --noinput -v0
 
 demo: migrate
 	$(ENV) $(PY) manage.py demo_seed --port $${PORT:-8000}
