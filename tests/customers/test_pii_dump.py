@@ -24,6 +24,7 @@ import psycopg
 import pytest
 from django.db import connection
 from django_tenants.utils import tenant_context
+from rest_framework.test import APIClient
 
 from compliance.audit import Actor
 from compliance.models import AuditEvent
@@ -31,8 +32,8 @@ from compliance.pii.fields import ERASED, key_id_of, unseal
 from compliance.pii.keyring import PIIDecryptionError
 from compliance.pii.keystore import _default_conninfo, _wrap_purpose, get_keystore, keystore_conninfo
 from customers.models import Customer, NumberSequence, ServiceAddress
-from customers.services import customer_create, service_address_create
 from tenants.models import Tenant
+from tests.conftest import MATRIX_OWNER_PASSWORD
 
 pytestmark = [pytest.mark.django_db]
 
@@ -120,25 +121,33 @@ class Committed:
         return self._in_worker(lambda: self._create(person))
 
     def _create(self, person: Person) -> Customer:
-        customer = customer_create(
-            actor=self.actor,
-            name=person.name,
-            email=person.email,
-            phone=person.phone,
-            national_id=person.national_id,
-            tax_id=person.tax_id,
-            date_of_birth=person.date_of_birth,
+        """Enter the person through the staff API, as an owner would (token login, POST)."""
+        client = APIClient(HTTP_HOST=self.tenant.primary_host)
+        login = client.post(
+            "/api/v1/auth/token/", {"username": f"owner@{self.tenant.slug}.example", "password": MATRIX_OWNER_PASSWORD}
         )
+        assert login.status_code == 200, login.content
+        client.credentials(HTTP_AUTHORIZATION=f"Token {login.json()['token']}")
+        created = client.post(
+            "/api/v1/customers/",
+            {
+                "name": person.name, "email": person.email, "phone": person.phone,
+                "national_id": person.national_id, "tax_id": person.tax_id,
+                "date_of_birth": person.date_of_birth.isoformat(),
+            },
+            format="json",
+        )
+        assert created.status_code == 201, created.content
+        customer = Customer.objects.get(pk=created.json()["id"])
         self.customers.append(customer)
-        address = service_address_create(
-            customer=customer,
-            street=person.street,
-            city=person.city,
-            postal_code=person.postal_code,
-            country="GB",
-            actor=self.actor,
+        address = client.post(
+            "/api/v1/service-addresses/",
+            {"customer": customer.pk, "street": person.street, "city": person.city,
+             "postal_code": person.postal_code, "country": "GB"},
+            format="json",
         )
-        self.addresses.append(address)
+        assert address.status_code == 201, address.content
+        self.addresses.append(ServiceAddress.objects.get(pk=address.json()["id"]))
         return customer
 
     def remove_all(self) -> None:
@@ -155,7 +164,12 @@ class Committed:
     def _remove_rows(self) -> None:
         ServiceAddress.objects.filter(pk__in=[a.pk for a in self.addresses]).delete()
         Customer.objects.filter(pk__in=[c.pk for c in self.customers]).delete()
-        AuditEvent.objects.filter(actor_type=self.actor.type, actor_label=self.actor.label).delete()
+        AuditEvent.objects.filter(
+            object_type="customers.customer", object_id__in=[str(c.pk) for c in self.customers]
+        ).delete()
+        AuditEvent.objects.filter(
+            object_type="customers.serviceaddress", object_id__in=[str(a.pk) for a in self.addresses]
+        ).delete()
         sequence = NumberSequence.objects.filter(name="customer", period="")
         if self._sequence is None:
             sequence.delete()
