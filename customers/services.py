@@ -70,6 +70,24 @@ def next_number(name: str, period: str = "") -> int:
         return cursor.fetchone()[0]
 
 
+def next_number_block(name: str, period: str, count: int) -> range:
+    """`count` consecutive numbers of a gap-free sequence, taken at once (for bulk issuing)."""
+    if count < 1:
+        return range(0)
+    if not connection.in_atomic_block:
+        raise RuntimeError("next_number_block must run inside the transaction that uses the numbers")
+    table = sql.Identifier(NumberSequence._meta.db_table)
+    query = sql.SQL(
+        "INSERT INTO {table} (name, period, last_value) VALUES (%s, %s, %s) "
+        "ON CONFLICT (name, period) DO UPDATE SET last_value = {table}.last_value + EXCLUDED.last_value "
+        "RETURNING last_value"
+    ).format(table=table)
+    with connection.cursor() as cursor:
+        cursor.execute(query, [name, period, count])
+        last = cursor.fetchone()[0]
+    return range(last - count + 1, last + 1)
+
+
 # --- validation helpers ------------------------------------------------------------------------
 def normalize_phone(value: str) -> str:
     """E.164 or a ValidationError: '+14155550123'."""

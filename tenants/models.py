@@ -79,6 +79,9 @@ class Tenant(TenantMixin):
     tax_inclusive = models.BooleanField(
         default=False, help_text="Prices include tax (VAT style) instead of tax being added on top."
     )
+    bill_during_suspension = models.BooleanField(
+        default=True, help_text="Suspended days are billed (default). Off: suspended days are excluded."
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     status_reason = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

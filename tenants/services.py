@@ -23,7 +23,10 @@ from .template import clone_align_names, template_schema_ensure_current
 
 # Settings a tenant's owner may change from the tenant's own API.
 OWNER_EDITABLE_FIELDS = frozenset(
-    {"name", "time_zone", "billing_day", "payment_terms_days", "suspend_after_days", "tax_inclusive"}
+    {
+        "name", "time_zone", "billing_day", "payment_terms_days", "suspend_after_days", "tax_inclusive",
+        "bill_during_suspension",
+    }
 )
 # Settings a platform operator may change. Currency is fixed once a tenant exists (invoices depend on it).
 OPERATOR_EDITABLE_FIELDS = OWNER_EDITABLE_FIELDS | {"country"}

@@ -54,6 +54,7 @@ SHARED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_filters",
+    "django.contrib.postgres",
     # Shared piece of compliance: the operators' audit trail lives in the public schema.
     "compliance",
 ]
