@@ -224,7 +224,8 @@ def write_invoices(
             cursor.executemany(
                 sql.SQL(
                     "INSERT INTO {t} "
-                    "(subscription_id, setup_fee_billed, usage_billed_until, settled_until, updated_at) VALUES (%s, %s, %s, %s, %s) ON CONFLICT (subscription_id) DO UPDATE SET "
+                    "(subscription_id, setup_fee_billed, usage_billed_until, settled_until, updated_at) "
+                    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (subscription_id) DO UPDATE SET "
                     "setup_fee_billed = EXCLUDED.setup_fee_billed, usage_billed_until = EXCLUDED.usage_billed_until, "
                     "settled_until = EXCLUDED.settled_until, updated_at = EXCLUDED.updated_at"
                 ).format(t=table),
