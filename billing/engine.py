@@ -89,24 +89,22 @@ def draft_invoice(
     numbers = LineNumbers()
     lines: list[DraftLine] = []
     settlements = []
-    rates_of: dict[int | None, list[tax.TaxRate]] = {}
+    rates_of: dict[int | None, tuple[tax.TaxRate, ...]] = {}
+    all_rates = tuple(rates)
     exempt = customer.is_exempt_on(run_period.start)
     for row in facts.subscriptions.get(customer_id, []):
         sub_facts = subscription_facts(row, facts, billing_day, terms)
-        discounts = facts.discounts_by_customer.get(customer_id, []) + [
-            d for plan_id in {p for _, p in row.plans} for d in facts.discounts_by_plan.get(plan_id, [])
-        ]
         recurring = draft_recurring(
             sub_facts,
             run_period=run_period,
             billed=facts.billed.get(row.id, []),
-            discounts=discounts,
+            discounts=facts.discounts_by_customer.get(customer_id, []),
+            plan_discounts=facts.discounts_by_plan,
             numbers=numbers,
             earliest=earliest_period(row, billing_day),
         )
-        fee = []
-        if any(line.kind == CHARGE for line in recurring):
-            fee = draft_setup_fee(sub_facts, numbers, run_period)
+        charged = any(line.kind == CHARGE for line in recurring)
+        fee = draft_setup_fee(sub_facts, numbers, run_period) if charged else []
         usage = []
         for period in usage_periods(row, billing_day, run_period):
             last_day = min(period.end, row.terminated_on or period.end) - datetime.timedelta(days=1)
@@ -118,16 +116,17 @@ def draft_invoice(
                 )
             )
         lines.extend(recurring + fee + usage)
-        rates_of[row.id] = tax.rates_for(
-            rates, country=row.country, region=row.region, locality=row.locality, on=run_period.start, exempt=exempt
+        rates_of[row.id] = tax.rates_for_cached(
+            all_rates, country=row.country, region=row.region, locality=row.locality, on=run_period.start, exempt=exempt
         )
         settlements.append(
             SubscriptionSettlement(
                 subscription_id=row.id,
                 # once a first charge is invoiced, the setup fee is settled (billed now, or none)
-                setup_fee_billed=row.setup_fee_billed or any(line.kind == CHARGE for line in recurring),
-                usage_billed_until=run_period.start,
-                settled_until=run_period.start,
+                setup_fee_billed=row.setup_fee_billed or charged,
+                # never backwards: a late run for an older period must not re-open billed usage
+                usage_billed_until=max(run_period.start, row.usage_billed_until or run_period.start),
+                settled_until=max(run_period.start, row.settled_until or run_period.start),
             )
         )
     if not lines:

@@ -1,6 +1,9 @@
 """Reads for billing runs: everything a batch of customers needs, in a fixed number of queries.
 
-Nothing here is per customer: a batch of 500 customers costs the same ~10 queries as one."""
+Nothing here is per customer: a batch of 500 customers costs the same ~10 queries as one. The
+batch queries are plain SQL with one array parameter (`= ANY(%s)`) instead of the ORM's
+`IN (%s, %s, ...)` with one placeholder per id, and return tuples, not model instances: on a
+10,000-customer run that is what the reads cost (see docs/billing.md, benchmark)."""
 
 from __future__ import annotations
 
@@ -8,15 +11,33 @@ import datetime
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from django.db import connection
 from django.db.models import F, Sum
+from psycopg import sql
 
-from customers.models import Customer, Plan, Subscription, SubscriptionPlanChange, SubscriptionStatusChange
+from customers.models import (
+    Customer,
+    Plan,
+    ServiceAddress,
+    Subscription,
+    SubscriptionPlanChange,
+    SubscriptionStatusChange,
+)
 
 from .domain import discounts as disc
 from .domain import taxes as tax
 from .domain.periods import Period, period_containing
 from .domain.recurring import BilledCharge, PlanTerms
-from .models import Discount, DiscountAssignment, Invoice, InvoiceLine, SubscriptionBillingState, TaxRate, UsageRecord
+from .models import (
+    CustomerBalance,
+    Discount,
+    DiscountAssignment,
+    Invoice,
+    InvoiceLine,
+    SubscriptionBillingState,
+    TaxRate,
+    UsageRecord,
+)
 
 LIVE_STATUSES = ("active", "suspended", "terminated")
 
@@ -104,69 +125,150 @@ def billable_customer_ids() -> list[int]:
     )
 
 
+def _table(model) -> sql.Identifier:
+    return sql.Identifier(model._meta.db_table)
+
+
+def pg_array(values) -> str:
+    """A PostgreSQL array literal of ints, dates or bools, to pass as ONE parameter (`%s::bigint[]`):
+    much cheaper to send than a list adapted element by element, or one placeholder per id."""
+    values = list(values)
+    kinds = set(map(type, values))
+    if kinds <= {int}:
+        return "{" + ",".join(map(str, values)) + "}"
+    out = []
+    for value in values:
+        if value is None:
+            out.append("NULL")
+        elif value is True or value is False:
+            out.append("t" if value else "f")
+        elif isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
+            out.append(value.isoformat())
+        elif isinstance(value, int):
+            out.append(str(value))
+        else:
+            raise TypeError(f"pg_array takes ints, dates and bools, not {type(value).__name__}")
+    return "{" + ",".join(out) + "}"
+
+
+def _fetch(query: str, params: list, **tables) -> list[tuple]:
+    """Run one read; `{name}` in `query` is the table of the model passed as `name=`."""
+    statement = sql.SQL(query).format(**{name: _table(model) for name, model in tables.items()})
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        return cursor.fetchall()
+
+
+def lock_customers(customer_ids: list[int]) -> dict[int, int | None]:
+    """Lock the customers' rows, in id order (concurrent runs queue instead of deadlocking), and
+    return their billing days. Call inside the batch's transaction."""
+    if not customer_ids:
+        return {}
+    rows = _fetch(
+        "SELECT id, billing_day FROM {customer} WHERE id = ANY(%s::bigint[]) ORDER BY id FOR UPDATE",
+        [pg_array(customer_ids)],
+        customer=Customer,
+    )
+    return dict(rows)
+
+
 def invoiced_customer_ids(customer_ids: list[int], period_starts: dict[int, datetime.date]) -> set[int]:
-    rows = Invoice.objects.filter(customer_id__in=customer_ids).values_list("customer_id", "period_start")
+    if not customer_ids:
+        return set()
+    rows = _fetch(
+        "SELECT customer_id, period_start FROM {invoice} "
+        "WHERE customer_id = ANY(%s::bigint[]) AND period_start = ANY(%s::date[])",
+        [pg_array(customer_ids), pg_array(sorted(set(period_starts.values())))],
+        invoice=Invoice,
+    )
     return {customer_id for customer_id, start in rows if period_starts.get(customer_id) == start}
+
+
+def customers_with_credit(customer_ids: list[int]) -> set[int]:
+    """Those of the customers whose credit balance is above zero."""
+    rows = _fetch(
+        "SELECT customer_id FROM {balance} WHERE customer_id = ANY(%s::bigint[]) AND credit > 0",
+        [pg_array(customer_ids)],
+        balance=CustomerBalance,
+    )
+    return {customer_id for (customer_id,) in rows}
 
 
 def load_batch(customer_ids: list[int], *, tenant_billing_day: int, run_periods: dict[int, Period]) -> BatchFacts:
     customers = {
-        c["id"]: CustomerRow(c["id"], c["billing_day"], c["tax_exempt_certificate"], c["tax_exempt_until"])
-        for c in Customer.objects.filter(id__in=customer_ids).values(
-            "id", "billing_day", "tax_exempt_certificate", "tax_exempt_until"
+        cid: CustomerRow(cid, billing_day, certificate, until)
+        for cid, billing_day, certificate, until in _fetch(
+            "SELECT id, billing_day, tax_exempt_certificate, tax_exempt_until FROM {customer} "
+            "WHERE id = ANY(%s::bigint[])",
+            [pg_array(customer_ids)],
+            customer=Customer,
         )
     }
     subs: dict[int, SubscriptionRow] = {}
-    for s in (
-        Subscription.objects.filter(customer_id__in=customer_ids, activated_on__isnull=False, status__in=LIVE_STATUSES)
-        .values(
-            "id",
-            "customer_id",
-            "status",
-            "activated_on",
-            "terminated_on",
-            "plan_id",
-            country=F("service_address__country"),
-            region=F("service_address__region"),
-            locality=F("service_address__locality"),
-        )
-        .order_by("id")
+    for sid, cid, status, activated_on, terminated_on, plan_id, country, region, locality in _fetch(
+        "SELECT s.id, s.customer_id, s.status, s.activated_on, s.terminated_on, s.plan_id, "
+        "a.country, a.region, a.locality FROM {subscription} s JOIN {address} a ON a.id = s.service_address_id "
+        "WHERE s.customer_id = ANY(%s::bigint[]) AND s.activated_on IS NOT NULL AND s.status = ANY(%s) ORDER BY s.id",
+        [pg_array(customer_ids), list(LIVE_STATUSES)],
+        subscription=Subscription,
+        address=ServiceAddress,
     ):
-        subs[s["id"]] = SubscriptionRow(**s)
-    sub_ids = list(subs)
-    states = {
-        s["subscription_id"]: s
-        for s in SubscriptionBillingState.objects.filter(subscription_id__in=sub_ids).values(
-            "subscription_id", "setup_fee_billed", "usage_billed_until", "settled_until", "updated_at"
+        subs[sid] = SubscriptionRow(sid, cid, status, activated_on, terminated_on, plan_id, country, region, locality)
+    sub_ids = pg_array(subs)
+    states: dict[int, tuple] = {}
+    plan_changes, status_changes = [], []
+    if subs:
+        states = {
+            row[0]: row[1:]
+            for row in _fetch(
+                "SELECT subscription_id, setup_fee_billed, usage_billed_until, settled_until "
+                "FROM {state} WHERE subscription_id = ANY(%s::bigint[])",
+                [sub_ids],
+                state=SubscriptionBillingState,
+            )
+        }
+        # `since`: recorded after the last run settled the subscription (see earliest_period)
+        plan_changes = _fetch(
+            "SELECT c.subscription_id, c.effective_on, c.to_plan_id, "
+            "COALESCE(c.recorded_at > st.updated_at, false) AS since "
+            "FROM {change} c LEFT JOIN {state} st ON st.subscription_id = c.subscription_id "
+            "WHERE c.subscription_id = ANY(%s::bigint[]) ORDER BY c.subscription_id, c.effective_on, c.id",
+            [sub_ids],
+            change=SubscriptionPlanChange,
+            state=SubscriptionBillingState,
         )
-    }
-    for change in (
-        SubscriptionPlanChange.objects.filter(subscription_id__in=sub_ids)
-        .order_by("subscription_id", "effective_on", "id")
-        .values("subscription_id", "effective_on", "to_plan_id", "recorded_at")
-    ):
-        row = subs[change["subscription_id"]]
-        if row.plans and row.plans[-1][0] == change["effective_on"]:
-            row.plans[-1] = (change["effective_on"], change["to_plan_id"])  # same day: the later one wins
+        # Only what billing reads: the changes into and out of suspension (suspended spans) and any
+        # change recorded since the last run (how far back to reconcile) - not the whole history.
+        status_changes = _fetch(
+            "SELECT c.subscription_id, c.effective_on, c.from_status, c.to_status, "
+            "COALESCE(c.changed_at > st.updated_at, false) AS since "
+            "FROM {change} c LEFT JOIN {state} st ON st.subscription_id = c.subscription_id "
+            "WHERE c.subscription_id = ANY(%s::bigint[]) AND (c.from_status = 'suspended' "
+            "OR c.to_status = 'suspended' OR c.changed_at > st.updated_at) "
+            "ORDER BY c.subscription_id, c.effective_on, c.changed_at, c.id",
+            [sub_ids],
+            change=SubscriptionStatusChange,
+            state=SubscriptionBillingState,
+        )
+    for sub_id, effective_on, to_plan_id, since in plan_changes:
+        row = subs[sub_id]
+        if row.plans and row.plans[-1][0] == effective_on:
+            row.plans[-1] = (effective_on, to_plan_id)  # same day: the later one wins
         else:
-            row.plans.append((change["effective_on"], change["to_plan_id"]))
-        _note_change(row, states.get(row.id), change["effective_on"], change["recorded_at"])
-    for change in (
-        SubscriptionStatusChange.objects.filter(subscription_id__in=sub_ids)
-        .order_by("subscription_id", "effective_on", "changed_at", "id")
-        .values("subscription_id", "effective_on", "from_status", "to_status", "changed_at")
-    ):
-        row = subs[change["subscription_id"]]
-        row.status_changes.append((change["effective_on"], change["from_status"], change["to_status"]))
-        _note_change(row, states.get(row.id), change["effective_on"], change["changed_at"])
+            row.plans.append((effective_on, to_plan_id))
+        if since:
+            _note_change(row, effective_on)
+    for sub_id, effective_on, from_status, to_status, since in status_changes:
+        row = subs[sub_id]
+        row.status_changes.append((effective_on, from_status, to_status))
+        if since:
+            _note_change(row, effective_on)
     for row in subs.values():
         if not row.plans:  # activated before plan history existed: the current plan throughout
             row.plans = [(row.activated_on, row.plan_id)]
         state = states.get(row.id)
         if state:
-            row.setup_fee_billed = state["setup_fee_billed"]
-            row.usage_billed_until = state["usage_billed_until"]
-            row.settled_until = state["settled_until"]
+            row.setup_fee_billed, row.usage_billed_until, row.settled_until = state
     by_customer: dict[int, list[SubscriptionRow]] = defaultdict(list)
     for row in subs.values():
         by_customer[row.customer_id].append(row)
@@ -185,9 +287,9 @@ def load_batch(customer_ids: list[int], *, tenant_billing_day: int, run_periods:
     )
 
 
-def _note_change(row: SubscriptionRow, state: dict | None, effective_on: datetime.date, recorded_at) -> None:
-    recorded_since = bool(state and state["updated_at"] and recorded_at > state["updated_at"])
-    if recorded_since and (row.changed_since_settled is None or effective_on < row.changed_since_settled):
+def _note_change(row: SubscriptionRow, effective_on: datetime.date) -> None:
+    """A change recorded after the last run settled the subscription, effective on `effective_on`."""
+    if row.changed_since_settled is None or effective_on < row.changed_since_settled:
         row.changed_since_settled = effective_on
 
 
@@ -214,67 +316,68 @@ def _billed_charges(
         sub_id: earliest_period(row, customers[row.customer_id].billing_day or tenant_billing_day).start
         for sub_id, row in subs.items()
     }
-    lines = list(
-        InvoiceLine.objects.filter(
-            subscription_id__in=list(subs), kind=InvoiceLine.Kind.CHARGE, period_start__gte=min(horizon.values())
-        ).values(
-            "id",
-            "subscription_id",
-            "period_start",
-            "period_end",
-            "service_start",
-            "service_end",
-            "plan_id",
-            "net_amount",
-            "billable_days",
+    lines = [
+        line
+        for line in _fetch(
+            "SELECT id, subscription_id, period_start, period_end, service_start, service_end, plan_id, net_amount, "
+            "billable_days FROM {line} WHERE subscription_id = ANY(%s::bigint[]) AND kind = %s AND period_start >= %s",
+            [pg_array(subs), InvoiceLine.Kind.CHARGE.value, min(horizon.values())],
+            line=InvoiceLine,
         )
-    )
-    lines = [line for line in lines if line["period_start"] >= horizon[line["subscription_id"]]]
+        if line[2] >= horizon[line[1]]
+    ]
     credited: dict[int, list[tuple[datetime.date, datetime.date]]] = defaultdict(list)
     if lines:
-        for credit in InvoiceLine.objects.filter(
-            credits_line_id__in=[line["id"] for line in lines], kind=InvoiceLine.Kind.CREDIT
-        ).values("credits_line_id", "service_start", "service_end"):
-            credited[credit["credits_line_id"]].append((credit["service_start"], credit["service_end"]))
+        for credits_line_id, start, end in _fetch(
+            "SELECT credits_line_id, service_start, service_end FROM {line} WHERE credits_line_id = ANY(%s::bigint[]) "
+            "AND kind = %s",
+            [pg_array(line[0] for line in lines), InvoiceLine.Kind.CREDIT.value],
+            line=InvoiceLine,
+        ):
+            credited[credits_line_id].append((start, end))
     out: dict[int, list[BilledCharge]] = defaultdict(list)
-    for line in lines:
-        out[line["subscription_id"]].append(
+    for line_id, sub_id, period_start, period_end, start, end, plan_id, net_amount, billable_days in lines:
+        out[sub_id].append(
             BilledCharge(
-                line_id=line["id"],
-                period=Period(line["period_start"], line["period_end"]),
-                start=line["service_start"],
-                end=line["service_end"],
-                plan_id=line["plan_id"],
-                net_amount=line["net_amount"],
-                billable_days=line["billable_days"],
-                credited=tuple(sorted(credited.get(line["id"], []))),
+                line_id=line_id,
+                period=Period(period_start, period_end),
+                start=start,
+                end=end,
+                plan_id=plan_id,
+                net_amount=net_amount,
+                billable_days=billable_days,
+                credited=tuple(sorted(credited.get(line_id, []))),
             )
         )
     return dict(out)
 
 
-def _as_domain_discount(d: Discount) -> disc.Discount:
-    return disc.Discount(
-        id=d.id,
-        kind=d.kind,
-        value=d.value,
-        priority=d.priority,
-        stackable=d.stackable,
-        valid_from=d.valid_from,
-        valid_until=d.valid_until,
-        periods=d.periods,
-    )
-
-
 def _discounts(customer_ids: list[int]) -> tuple[dict[int, list[disc.Discount]], dict[int, list[disc.Discount]]]:
+    """The batch's customers' discounts and every plan's (each discount built once)."""
     by_customer: dict[int, list[disc.Discount]] = defaultdict(list)
     by_plan: dict[int, list[disc.Discount]] = defaultdict(list)
-    assignments = DiscountAssignment.objects.select_related("discount").filter(
-        customer_id__in=customer_ids
-    ) | DiscountAssignment.objects.select_related("discount").filter(plan__isnull=False)
-    for assignment in assignments:
-        target = by_customer[assignment.customer_id] if assignment.customer_id else by_plan[assignment.plan_id]
-        target.append(_as_domain_discount(assignment.discount))
+    built: dict[int, disc.Discount] = {}
+    for customer_id, plan_id, did, kind, value, priority, stackable, valid_from, valid_until, periods in _fetch(
+        "SELECT a.customer_id, a.plan_id, d.id, d.kind, d.value, d.priority, d.stackable, d.valid_from, "
+        "d.valid_until, d.periods FROM {assignment} a JOIN {discount} d ON d.id = a.discount_id "
+        "WHERE a.customer_id = ANY(%s::bigint[]) OR a.plan_id IS NOT NULL ORDER BY a.id",
+        [pg_array(customer_ids)],
+        assignment=DiscountAssignment,
+        discount=Discount,
+    ):
+        if did not in built:
+            built[did] = disc.Discount(
+                id=did,
+                kind=kind,
+                value=value,
+                priority=priority,
+                stackable=stackable,
+                valid_from=valid_from,
+                valid_until=valid_until,
+                periods=periods,
+            )
+        target = by_customer[customer_id] if customer_id else by_plan[plan_id]
+        target.append(built[did])
     return dict(by_customer), dict(by_plan)
 
 
@@ -305,16 +408,17 @@ def _usage(
     if not wanted:
         return {}
     first_day = min(p.start for periods in wanted.values() for p in periods)
-    rows = (
-        UsageRecord.objects.filter(subscription_id__in=list(wanted), day__gte=first_day)
-        .values("subscription_id", "day")
-        .annotate(total=Sum(F("bytes_in") + F("bytes_out")))
-    )
+    last_day = max(p.end for periods in wanted.values() for p in periods)
     out: dict[tuple[int, datetime.date], int] = defaultdict(int)
-    for row in rows:
-        for period in wanted[row["subscription_id"]]:
-            if period.contains(row["day"]):
-                out[(row["subscription_id"], period.start)] += row["total"]
+    for sub_id, day, total in _fetch(
+        "SELECT subscription_id, day, bytes_in::numeric + bytes_out FROM {usage} "
+        "WHERE subscription_id = ANY(%s::bigint[]) AND day >= %s AND day < %s",
+        [pg_array(wanted), first_day, last_day],
+        usage=UsageRecord,
+    ):
+        for period in wanted[sub_id]:
+            if period.contains(day):
+                out[(sub_id, period.start)] += int(total)
                 break
     return dict(out)
 

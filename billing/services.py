@@ -29,13 +29,12 @@ from django.db.models import F
 from django.utils import timezone
 
 from compliance.audit import Actor, audit_record
-from customers.models import Customer
 
 from . import balances, selectors
 from .domain.money import ZERO
 from .domain.taxes import validate_for_tenant
 from .engine import InvoiceDraft, TenantTerms, draft_invoice, run_period_for
-from .models import BillingRun, CustomerBalance, Invoice
+from .models import BillingRun, Invoice
 from .writer import write_invoices
 
 logger = logging.getLogger(__name__)
@@ -94,10 +93,8 @@ def billing_run_batch(*, run: BillingRun, customer_ids: list[int], actor: Actor)
     terms = tenant_terms()
     result = BatchResult(considered=len(customer_ids))
     with transaction.atomic():
-        ids = list(
-            Customer.objects.select_for_update().filter(id__in=customer_ids).order_by("id").values_list("id", flat=True)
-        )
-        billing_days = dict(Customer.objects.filter(id__in=ids).values_list("id", "billing_day"))
+        billing_days = selectors.lock_customers(customer_ids)
+        ids = sorted(billing_days)
         periods = {cid: run_period_for(billing_days[cid], terms, year, month) for cid in ids}
         already = selectors.invoiced_customer_ids(ids, {cid: p.start for cid, p in periods.items()})
         result.skipped.extend((cid, "already invoiced for this period") for cid in sorted(already))
@@ -151,10 +148,9 @@ def _write_with_isolation(drafts, *, run, terms: TenantTerms, actor: Actor, fail
 
 def _apply_credit(issued: list[tuple[int, int, str, Decimal]]) -> None:
     """Credit balances pay new invoices first (never below zero); a negative invoice adds credit."""
-    customer_ids = [cid for cid, *_ in issued]
-    with_credit = set(
-        CustomerBalance.objects.filter(customer_id__in=customer_ids, credit__gt=0).values_list("customer_id", flat=True)
-    )
+    if not issued:
+        return
+    with_credit = selectors.customers_with_credit([cid for cid, *_ in issued])
     for cid, invoice_id, _number, amount_due in issued:
         if amount_due < 0:
             balances.balance_add(customer_id=cid, amount=-amount_due, reason="negative_invoice", invoice_id=invoice_id)

@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from billing.api import urls as billing_api
 from compliance.api import urls as compliance_api
 from customers.api import urls as customers_api
 from tenants.api.urls import tenant_urlpatterns
@@ -17,6 +18,7 @@ api_v1 = [
     *tenant_urlpatterns,
     path("", include(compliance_api)),
     path("", include(customers_api)),
+    path("", include(billing_api)),
 ]
 
 urlpatterns = [

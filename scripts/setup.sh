@@ -35,8 +35,8 @@ APT_PACKAGES=(
     postgresql postgresql-contrib redis-server python3-venv libpq-dev
     build-essential libsnmp-dev snmp snmpd
     freeradius freeradius-postgresql freeradius-utils
-    # WeasyPrint runtime libraries
-    libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core
+    # WeasyPrint runtime libraries; poppler-utils (pdftotext, pdftoppm) for the invoice PDF tests
+    libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils
 )
 
 log() { printf 'setup: %s\n' "$*"; }

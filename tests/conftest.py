@@ -54,10 +54,13 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup, django_db_blocker):
-    """After pytest-django created and migrated the test database: the key store, the template
-    and the matrix tenants. The test key store is dropped at the end of the session."""
+def django_db_setup(request, django_test_environment, django_db_blocker, django_db_keepdb):
+    """Create and migrate the test database - always, not only when a selected test marks it:
+    tests that commit data for other processes (a Celery worker, pg_dump) use no `db` fixture, and
+    without this they would run against the real database. Then the key store, the template and
+    the matrix tenants. The test key store is dropped at the end of the session."""
     from django.conf import settings
+    from django.test.utils import setup_databases, teardown_databases
 
     from compliance.audit import Actor
     from compliance.pii.keystore import keystore_database_drop, keystore_database_ensure
@@ -65,12 +68,13 @@ def django_db_setup(django_db_setup, django_db_blocker):
     from tenants.services import public_tenant_ensure, tenant_create
     from tenants.template import template_migrate
 
-    # pytest-django creates the test database only when a selected test needs one; otherwise the
-    # settings still name the real database, which this fixture must never touch.
-    if not settings.DATABASES["default"]["NAME"].startswith("test_"):
-        yield
-        return
     with django_db_blocker.unblock():
+        db_cfg = setup_databases(
+            verbosity=request.config.option.verbose, interactive=False, keepdb=django_db_keepdb, aliases={"default"}
+        )
+        name = settings.DATABASES["default"]["NAME"]
+        if not name.startswith("test_"):  # never touch anything but a test database
+            raise RuntimeError(f"refusing to prepare {name!r}: not a test database")
         keystore_database_drop()  # a key store left by an interrupted run
         keystore_database_ensure()
         public_tenant_ensure()
@@ -92,6 +96,8 @@ def django_db_setup(django_db_setup, django_db_blocker):
     yield
     with django_db_blocker.unblock():
         keystore_database_drop()
+        if not django_db_keepdb:
+            teardown_databases(db_cfg, verbosity=request.config.option.verbose)
 
 
 @pytest.fixture(autouse=True)

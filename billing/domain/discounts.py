@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 
-from .money import ensure_money, quantize, to_fraction
+from .money import ensure_money, scale
 
 PERCENT = "percent"
 FIXED = "fixed"
@@ -47,8 +47,8 @@ class Discount:
 
 def _reduction_alone(discount: Discount, amount: Decimal, fraction: Fraction) -> Decimal:
     if discount.kind == PERCENT:
-        return min(quantize(to_fraction(amount) * to_fraction(discount.value) / 100), amount)
-    return min(quantize(to_fraction(discount.value) * fraction), amount)
+        return min(scale(amount, discount.value, 100), amount)
+    return min(scale(discount.value, fraction), amount)
 
 
 def select(discounts: list[Discount], amount: Decimal, fraction: Fraction) -> list[Discount]:
@@ -74,10 +74,9 @@ def apply(discounts: list[Discount], amount: Decimal, fraction: Fraction) -> lis
     out: list[tuple[Discount, Decimal]] = []
     for discount in [d for d in chosen if d.kind == PERCENT] + [d for d in chosen if d.kind == FIXED]:
         if discount.kind == PERCENT:
-            reduction = quantize(to_fraction(running) * to_fraction(discount.value) / 100)
+            reduction = min(scale(running, discount.value, 100), running)
         else:
-            reduction = quantize(to_fraction(discount.value) * fraction)
-        reduction = min(reduction, running)
+            reduction = min(scale(discount.value, fraction), running)
         if reduction > 0:
             running -= reduction
             out.append((discount, -reduction))

@@ -6,6 +6,7 @@ import datetime
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
+from functools import lru_cache
 
 from . import taxes as tax
 from .money import ZERO, quantize, round_to_currency
@@ -67,20 +68,31 @@ def taxable_groups(lines: list[DraftLine]) -> list[list[DraftLine]]:
     return groups
 
 
-def apply_taxes(
-    lines: list[DraftLine], rates_of: dict[int | None, list[tax.TaxRate]], *, tax_inclusive: bool
-) -> list[tax.TaxedAmount]:
+RatesOf = dict[int | None, list[tax.TaxRate] | tuple[tax.TaxRate, ...]]  # subscription id -> its rates
+
+
+def apply_taxes(lines: list[DraftLine], rates_of: RatesOf, *, tax_inclusive: bool) -> list[tax.TaxedAmount]:
     """Tax every taxable amount with the rates of its subscription's address. The tax of a group
     is stored on its first line (the charge). Returns the taxed amounts, in group order."""
     taxed = []
+    as_tuples: dict[int | None, tuple[tax.TaxRate, ...]] = {}
     for group in taxable_groups(lines):
         head = group[0]
         amount = sum((line.amount for line in group), ZERO)
-        rates = rates_of.get(head.subscription_id, [])
-        result = (tax.tax_inclusive if tax_inclusive else tax.tax_exclusive)(amount, head.category, rates)
+        rates = as_tuples.get(head.subscription_id)
+        if rates is None:
+            rates = as_tuples[head.subscription_id] = tuple(rates_of.get(head.subscription_id, ()))
+        result = _taxed(amount, head.category, rates, tax_inclusive)
         head.taxes = list(result.taxes)
         taxed.append(result)
     return taxed
+
+
+@lru_cache(maxsize=16384)
+def _taxed(amount: Decimal, category: str, rates: tuple[tax.TaxRate, ...], inclusive: bool) -> tax.TaxedAmount:
+    """Memoized: the same amounts (a plan's price, its usual discounts) recur across thousands of
+    customers with the same rates; the key holds every value the result depends on."""
+    return (tax.tax_inclusive if inclusive else tax.tax_exclusive)(amount, category, list(rates))
 
 
 def totals(taxed: list[tax.TaxedAmount], *, currency: str) -> Totals:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
+from functools import lru_cache
 
 
 @dataclass(frozen=True, order=True)
@@ -20,13 +21,18 @@ class Period:
         return self.start <= day < self.end
 
     def next(self) -> Period:
-        return Period(self.end, add_month(self.end))
+        return _period_from(self.end)
 
     def previous(self) -> Period:
         return Period(sub_month(self.start), self.start)
 
     def __str__(self) -> str:
         return f"{self.start:%Y-%m-%d}..{self.end:%Y-%m-%d}"
+
+
+@lru_cache(maxsize=8192)
+def _period_from(start: datetime.date) -> Period:
+    return Period(start, add_month(start))
 
 
 def _check_day(billing_day: int) -> None:
@@ -44,6 +50,7 @@ def sub_month(day: datetime.date) -> datetime.date:
     return day.replace(year=year, month=month)
 
 
+@lru_cache(maxsize=8192)  # pure, and asked for the same few dates over and over in a run
 def period_containing(day: datetime.date, billing_day: int) -> Period:
     """The period [start, end) that contains `day`: start is the latest date <= day whose
     day-of-month is `billing_day`."""

@@ -17,13 +17,15 @@ import datetime
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
+from functools import lru_cache
 
 from . import discounts as disc
 from .invoice import CHARGE, CREDIT, DISCOUNT, FEE, USAGE, DraftLine
-from .money import quantize, to_fraction
+from .money import quantize, scale
 from .periods import Period, period_containing
 
 Interval = tuple[datetime.date, datetime.date]  # [start, end)
+ONE_DAY = datetime.timedelta(days=1)
 BYTES_PER_GB = 10**9
 
 
@@ -49,6 +51,8 @@ class SubscriptionFacts:
 
     def plan_on(self, day: datetime.date) -> PlanTerms:
         current = self.plans[0][1]
+        if len(self.plans) == 1:
+            return current
         for effective_on, terms in self.plans:
             if effective_on <= day:
                 current = terms
@@ -116,6 +120,8 @@ def billable_segments(facts: SubscriptionFacts, period: Period) -> list[tuple[da
     end = period.end if facts.terminated_on is None else min(period.end, facts.terminated_on)
     if start >= end:
         return []
+    if len(facts.plans) == 1 and not facts.excluded:  # the usual case: one plan, nothing excluded
+        return [(start, end, facts.plans[0][1])]
     segments = []
     cuts = sorted({d for d, _ in facts.plans if start < d < end})
     for lo, hi in subtract([(start, end)], facts.excluded):
@@ -145,6 +151,10 @@ def periods_to_settle(facts: SubscriptionFacts, run_period: Period, earliest: Pe
 
 
 # --- drafting -----------------------------------------------------------------------------------
+def _billed_order(charge: BilledCharge) -> tuple[datetime.date, int]:
+    return charge.start, charge.line_id
+
+
 class LineNumbers:
     def __init__(self, start: int = 1):
         self.next = start
@@ -162,7 +172,10 @@ def draft_recurring(
     discounts: list[disc.Discount],
     numbers: LineNumbers,
     earliest: Period | None = None,
+    plan_discounts: dict[int, list[disc.Discount]] | None = None,
 ) -> list[DraftLine]:
+    """`discounts` apply to every charge line of the subscription (the customer's);
+    `plan_discounts[plan_id]` only to the charge lines of that plan."""
     lines: list[DraftLine] = []
     by_period: dict[Period, list[BilledCharge]] = {}
     for charge in billed:
@@ -170,20 +183,20 @@ def draft_recurring(
     for period in periods_to_settle(facts, run_period, earliest):
         desired = billable_segments(facts, period)
         covered: list[tuple[datetime.date, datetime.date, int]] = []
-        for charge in sorted(by_period.get(period, []), key=lambda c: (c.start, c.line_id)):
+        for charge in sorted(by_period.get(period, ()), key=_billed_order):
             coverage = subtract([(charge.start, charge.end)], charge.credited)
             same_plan = [(a, b) for a, b, terms in desired if terms.plan_id == charge.plan_id]
             keep = intersect(coverage, same_plan)
             covered.extend((a, b, charge.plan_id) for a, b in keep)
             for start, end in subtract(coverage, keep):
                 days = (end - start).days
-                amount = -quantize(to_fraction(charge.net_amount) * Fraction(days, charge.billable_days))
+                amount = -scale(charge.net_amount, days, charge.billable_days)
                 lines.append(
                     DraftLine(
                         ref=numbers.take(),
                         kind=CREDIT,
                         category="service",
-                        description=f"Credit {start:%Y-%m-%d} to {end - datetime.timedelta(days=1):%Y-%m-%d}",
+                        description=f"Credit {start.isoformat()} to {(end - ONE_DAY).isoformat()}",
                         amount=amount,
                         subscription_id=facts.subscription_id,
                         period_start=period.start,
@@ -198,8 +211,10 @@ def draft_recurring(
                 )
         for start, end, terms in desired:
             already = [(a, b) for a, b, plan_id in covered if plan_id == terms.plan_id]
-            for lo, hi in subtract([(start, end)], already):
-                lines.extend(_charge_with_discounts(facts, period, lo, hi, terms, discounts, numbers))
+            for lo, hi in subtract([(start, end)], already) if already else ((start, end),):
+                of_plan = plan_discounts.get(terms.plan_id) if plan_discounts else None
+                candidates = discounts + of_plan if of_plan else discounts
+                lines.extend(_charge_with_discounts(facts, period, lo, hi, terms, candidates, numbers))
     return lines
 
 
@@ -213,13 +228,16 @@ def _charge_with_discounts(
     numbers: LineNumbers,
 ) -> list[DraftLine]:
     days = (end - start).days
-    fraction = Fraction(days, period.days)
-    amount = quantize(to_fraction(terms.price) * fraction)
+    index = period_index(facts, period)
+    # one discount counts once, however many ways it was granted (customer and plan)
+    unique = {d.id: d for d in discounts}.values() if len(discounts) > 1 else discounts
+    eligible = tuple(d for d in unique if d.is_eligible(service_start=start, period_index=index))
+    amount, fraction, reductions = _charge_money(terms.price, days, period.days, eligible)
     charge = DraftLine(
         ref=numbers.take(),
         kind=CHARGE,
         category="service",
-        description=f"{terms.name} {start:%Y-%m-%d} to {end - datetime.timedelta(days=1):%Y-%m-%d}",
+        description=f"{terms.name} {start.isoformat()} to {(end - ONE_DAY).isoformat()}",
         amount=amount,
         subscription_id=facts.subscription_id,
         period_start=period.start,
@@ -231,10 +249,8 @@ def _charge_with_discounts(
         billable_days=days,
         plan_id=terms.plan_id,
     )
-    index = period_index(facts, period)
-    eligible = [d for d in discounts if d.is_eligible(service_start=start, period_index=index)]
     out = [charge]
-    for discount, reduction in disc.apply(eligible, amount, fraction):
+    for discount, reduction in reductions:
         out.append(
             DraftLine(
                 ref=numbers.take(),
@@ -255,6 +271,19 @@ def _charge_with_discounts(
             )
         )
     return out
+
+
+@lru_cache(maxsize=16384)
+def _charge_money(
+    price: Decimal, days: int, period_days: int, eligible: tuple[disc.Discount, ...]
+) -> tuple[Decimal, Fraction, tuple[tuple[disc.Discount, Decimal], ...]]:
+    """The money of one charge line: amount = price * days / period_days (rounded once) and its
+    discounts' reductions. Pure, and the same few combinations recur across thousands of
+    customers (same plan, full period, same discounts), so it is memoized; the key holds every
+    value the result depends on (discounts are frozen value objects, compared field by field)."""
+    fraction = Fraction(days, period_days)
+    amount = scale(price, days, period_days)
+    return amount, fraction, tuple(disc.apply(list(eligible), amount, fraction))
 
 
 def draft_setup_fee(facts: SubscriptionFacts, numbers: LineNumbers, run_period: Period) -> list[DraftLine]:
@@ -292,9 +321,9 @@ def draft_usage(subscription_id: int, usage: UsagePeriod, numbers: LineNumbers) 
             ref=numbers.take(),
             kind=USAGE,
             category="usage",
-            description=f"Data above the allowance {usage.period.start:%Y-%m-%d} to "
-            f"{usage.period.end - datetime.timedelta(days=1):%Y-%m-%d}",
-            amount=quantize(quantity * to_fraction(terms.overage_rate)),
+            description=f"Data above the allowance {usage.period.start.isoformat()} to "
+            f"{(usage.period.end - ONE_DAY).isoformat()}",
+            amount=scale(terms.overage_rate, quantity),
             subscription_id=subscription_id,
             period_start=usage.period.start,
             period_end=usage.period.end,

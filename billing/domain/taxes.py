@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 
-from .money import ensure_money, quantize, to_fraction
+from .money import ZERO, ensure_money, scale
 
 CATEGORIES = frozenset({"service", "usage", "equipment", "fee"})
 
@@ -62,6 +63,14 @@ def rates_for(
     )
 
 
+@lru_cache(maxsize=4096)
+def rates_for_cached(
+    rates: tuple[TaxRate, ...], *, country: str, region: str, locality: str, on: datetime.date, exempt: bool
+) -> tuple[TaxRate, ...]:
+    """`rates_for` memoized (same few addresses and dates across a run); a tuple, never shared mutable."""
+    return tuple(rates_for(list(rates), country=country, region=region, locality=locality, on=on, exempt=exempt))
+
+
 def validate_for_tenant(rates: list[TaxRate], *, tax_inclusive: bool) -> None:
     if tax_inclusive and any(r.compound for r in rates):
         raise CompoundTaxOnInclusiveTenant("compound taxes are not allowed on a tax-inclusive tenant")
@@ -83,10 +92,11 @@ def tax_exclusive(taxable: Decimal, category: str, rates: list[TaxRate]) -> Taxe
     applicable = [r for r in rates if category in r.categories]
     taxes: list[tuple[TaxRate, Decimal]] = []
     for rate in (r for r in applicable if not r.compound):
-        taxes.append((rate, quantize(to_fraction(taxable) * to_fraction(rate.rate))))
-    base = to_fraction(taxable) + sum((to_fraction(a) for _, a in taxes), start=to_fraction(0))
-    for rate in (r for r in applicable if r.compound):
-        taxes.append((rate, quantize(base * to_fraction(rate.rate))))
+        taxes.append((rate, scale(taxable, rate.rate)))
+    if any(r.compound for r in applicable):
+        base = taxable + sum((a for _, a in taxes), ZERO)  # exact: 6-place Decimals
+        for rate in (r for r in applicable if r.compound):
+            taxes.append((rate, scale(base, rate.rate)))
     return TaxedAmount(gross=taxable, net=taxable, taxes=tuple(taxes))
 
 
@@ -98,14 +108,14 @@ def tax_inclusive(gross: Decimal, category: str, rates: list[TaxRate]) -> TaxedA
         raise CompoundTaxOnInclusiveTenant("compound taxes are not allowed on a tax-inclusive tenant")
     if not applicable:
         return TaxedAmount(gross=gross, net=gross, taxes=())
-    total_rate = sum((to_fraction(r.rate) for r in applicable), start=to_fraction(0))
-    net = quantize(to_fraction(gross) / (1 + total_rate))
+    total_rate = sum((r.rate for r in applicable), Decimal(0))  # exact: 6-place Decimals
+    net = scale(gross, 1, 1 + total_rate)
     tax = gross - net
     parts: list[tuple[TaxRate, Decimal]] = []
     if total_rate == 0:
         parts = [(r, Decimal("0.000000")) for r in applicable]
     else:
         for rate in applicable[:-1]:
-            parts.append((rate, quantize(to_fraction(tax) * to_fraction(rate.rate) / total_rate)))
+            parts.append((rate, scale(tax, rate.rate, total_rate)))
         parts.append((applicable[-1], tax - sum((a for _, a in parts), Decimal("0.000000"))))
     return TaxedAmount(gross=gross, net=net, taxes=tuple(parts))

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -191,6 +192,12 @@ SPECTACULAR_SETTINGS = {
         "CustomerKindEnum": "customers.models.Customer.Kind",
         "PlanStatusEnum": "customers.models.Plan.Status",
         "SubscriptionStatusEnum": "customers.api.serializers.SUBSCRIPTION_STATUS_CHOICES",
+        "BillingRunStatusEnum": "billing.models.BillingRun.Status",
+        "InvoiceStatusEnum": "billing.models.Invoice.Status",
+        "InvoiceLineKindEnum": "billing.models.InvoiceLine.Kind",
+        "PaymentStatusEnum": "billing.models.Payment.Status",
+        "DiscountKindEnum": "billing.models.Discount.Kind",
+        "BillingCategoryEnum": "billing.models.CATEGORY_CHOICES",
     },
 }
 
@@ -216,6 +223,11 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = {
+    # Reminders and suspensions for overdue invoices, every tenant (each as of its own local day;
+    # idempotent, so a repeated or late run sends nothing twice).
+    "billing-dunning-daily": {"task": "billing.dunning_all_tenants", "schedule": crontab(hour=6, minute=0)},
+}
 
 # --- Logging ------------------------------------------------------------------------------
 LOGGING = {
@@ -245,3 +257,14 @@ PII_KEYSTORE_URL = env.str("PII_KEYSTORE_URL", default="")
 ISP_DEFAULT_BILLING_DAY = 1
 ISP_DEFAULT_PAYMENT_TERMS_DAYS = 14
 ISP_DEFAULT_SUSPEND_AFTER_DAYS = 15
+
+# --- Billing runs -------------------------------------------------------------------------
+# The Celery queue billing runs are sent to (empty: Celery's default queue); their batches follow
+# the queue `billing.run_start` came from. Customers per batch (one transaction per batch).
+ISP_BILLING_QUEUE = env.str("ISP_BILLING_QUEUE", default="")
+ISP_BILLING_BATCH_SIZE = env.int("ISP_BILLING_BATCH_SIZE", default=500)
+
+# --- Payments -----------------------------------------------------------------------------
+# The card gateway (dotted path to a class, billing.gateways.PaymentGateway). The default is the
+# local sandbox, which charges nothing: set a real gateway adapter in production.
+ISP_PAYMENT_GATEWAY = env.str("ISP_PAYMENT_GATEWAY", default="billing.gateways.SandboxGateway")

@@ -69,6 +69,15 @@ class Command(BaseCommand):
             seeded = seed_demo_customers()
         if seeded["customers_created"]:
             self.stdout.write(f"Seeded {seeded['customers_created']} demo customers on {seeded['plans']} plans.")
+        from billing.demo import seed_demo_billing
+
+        with schema_context(tenant.schema_name):
+            billed = seed_demo_billing()
+        if any(billed.values()):
+            self.stdout.write(
+                f"Seeded billing: {billed['tax_rates']} tax rates, {billed['usage_rows']} usage rows, "
+                f"{billed['invoices_issued']} invoices, {billed['payments']} payments."
+            )
         port = options["port"]
         self.stdout.write("")
         self.stdout.write(f"  Staff admin : http://{tenant.primary_host}:{port}/admin/")
