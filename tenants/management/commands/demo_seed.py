@@ -10,7 +10,7 @@ import secrets
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
-from django_tenants.utils import schema_context
+from django_tenants.utils import schema_context, tenant_context
 
 from compliance.audit import Actor
 from tenants import roles
@@ -65,13 +65,13 @@ class Command(BaseCommand):
             cred_file.chmod(0o600)
         from customers.demo import seed_demo_customers
 
-        with schema_context(tenant.schema_name):
+        with tenant_context(tenant):
             seeded = seed_demo_customers()
         if seeded["customers_created"]:
             self.stdout.write(f"Seeded {seeded['customers_created']} demo customers on {seeded['plans']} plans.")
         from billing.demo import seed_demo_billing
 
-        with schema_context(tenant.schema_name):
+        with tenant_context(tenant):
             billed = seed_demo_billing()
         if any(billed.values()):
             self.stdout.write(
