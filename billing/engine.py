@@ -126,7 +126,9 @@ def draft_invoice(
                 setup_fee_billed=row.setup_fee_billed or charged,
                 # never backwards: a late run for an older period must not re-open billed usage
                 usage_billed_until=max(run_period.start, row.usage_billed_until or run_period.start),
-                settled_until=max(run_period.start, row.settled_until or run_period.start),
+                # every period up to the run's is now billed with all that was known when the batch
+                # started (later changes are re-examined, see selectors.earliest_period)
+                settled_until=run_period.end,
             )
         )
     if not lines:

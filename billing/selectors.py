@@ -40,6 +40,12 @@ from .models import (
 )
 
 LIVE_STATUSES = ("active", "suspended", "terminated")
+# A change is "recorded since the last run" when recorded after the start of the batch that settled
+# the subscription, minus this margin: a change committed while that batch ran (not seen by it)
+# was recorded at most one transaction's length before the batch started; the margin also absorbs
+# clock differences between application servers. Re-examining too much is harmless (reconciling
+# is idempotent); too little would lose a credit or a charge.
+RECORDING_MARGIN = datetime.timedelta(hours=1)
 
 
 @dataclass
@@ -230,10 +236,10 @@ def load_batch(customer_ids: list[int], *, tenant_billing_day: int, run_periods:
         # `since`: recorded after the last run settled the subscription (see earliest_period)
         plan_changes = _fetch(
             "SELECT c.subscription_id, c.effective_on, c.to_plan_id, "
-            "COALESCE(c.recorded_at > st.updated_at, false) AS since "
+            "COALESCE(c.recorded_at > st.updated_at - %s, false) AS since "
             "FROM {change} c LEFT JOIN {state} st ON st.subscription_id = c.subscription_id "
             "WHERE c.subscription_id = ANY(%s::bigint[]) ORDER BY c.subscription_id, c.effective_on, c.id",
-            [sub_ids],
+            [RECORDING_MARGIN, sub_ids],
             change=SubscriptionPlanChange,
             state=SubscriptionBillingState,
         )
@@ -241,12 +247,12 @@ def load_batch(customer_ids: list[int], *, tenant_billing_day: int, run_periods:
         # change recorded since the last run (how far back to reconcile) - not the whole history.
         status_changes = _fetch(
             "SELECT c.subscription_id, c.effective_on, c.from_status, c.to_status, "
-            "COALESCE(c.changed_at > st.updated_at, false) AS since "
+            "COALESCE(c.changed_at > st.updated_at - %s, false) AS since "
             "FROM {change} c LEFT JOIN {state} st ON st.subscription_id = c.subscription_id "
             "WHERE c.subscription_id = ANY(%s::bigint[]) AND (c.from_status = 'suspended' "
-            "OR c.to_status = 'suspended' OR c.changed_at > st.updated_at) "
+            "OR c.to_status = 'suspended' OR c.changed_at > st.updated_at - %s) "
             "ORDER BY c.subscription_id, c.effective_on, c.changed_at, c.id",
-            [sub_ids],
+            [RECORDING_MARGIN, sub_ids, RECORDING_MARGIN],
             change=SubscriptionStatusChange,
             state=SubscriptionBillingState,
         )
@@ -294,11 +300,13 @@ def _note_change(row: SubscriptionRow, effective_on: datetime.date) -> None:
 
 
 def earliest_period(row: SubscriptionRow, billing_day: int) -> Period:
-    """The first period that may still need reconciling: where the last run stopped, or earlier
-    when a change recorded since then takes effect earlier."""
+    """The first period that may still need reconciling: the one after what the last run settled
+    (`settled_until`: every period starting before it was billed with all that was known when
+    that run's batch started), or earlier when a change recorded since then takes effect earlier.
+    Never settled: the period of the activation."""
     first = period_containing(row.activated_on, billing_day)
     candidates = [d for d in (row.settled_until, row.changed_since_settled) if d is not None]
-    if not candidates:
+    if row.settled_until is None or not candidates:
         return first
     horizon = period_containing(min(candidates), billing_day)
     return max(first, horizon)

@@ -92,6 +92,7 @@ def billing_run_batch(*, run: BillingRun, customer_ids: list[int], actor: Actor)
     year, month = parse_period_label(run.period_label)
     terms = tenant_terms()
     result = BatchResult(considered=len(customer_ids))
+    started = timezone.now()  # before any fact is read: what this batch settles is as of then
     with transaction.atomic():
         billing_days = selectors.lock_customers(customer_ids)
         ids = sorted(billing_days)
@@ -114,13 +115,15 @@ def billing_run_batch(*, run: BillingRun, customer_ids: list[int], actor: Actor)
                 result.skipped.append((cid, "nothing to bill"))
             else:
                 drafts.append(draft)
-        result.issued = _write_with_isolation(drafts, run=run, terms=terms, actor=actor, failed=result.failed)
+        result.issued = _write_with_isolation(
+            drafts, run=run, terms=terms, actor=actor, failed=result.failed, settled_at=started
+        )
         _apply_credit(result.issued)
         _record_batch(run, result)
     return result
 
 
-def _write_with_isolation(drafts, *, run, terms: TenantTerms, actor: Actor, failed: list) -> list:
+def _write_with_isolation(drafts, *, run, terms: TenantTerms, actor: Actor, failed: list, settled_at=None) -> list:
     """Write the batch at once; if the database refuses it, write customer by customer so only
     the customer at fault is reported (never a half-written invoice: each in a savepoint)."""
     kwargs = {
@@ -130,6 +133,7 @@ def _write_with_isolation(drafts, *, run, terms: TenantTerms, actor: Actor, fail
         "tax_inclusive": terms.tax_inclusive,
         "payment_terms_days": terms.payment_terms_days,
         "actor": actor,
+        "settled_at": settled_at,
     }
     try:
         with transaction.atomic():

@@ -197,6 +197,7 @@ def write_invoices(
     tax_inclusive: bool,
     payment_terms_days: int,
     actor: Actor,
+    settled_at: datetime.datetime | None = None,
 ) -> list[tuple[int, int, str, Decimal]]:
     """Insert the drafts as issued invoices. Returns (customer id, invoice id, number, amount due).
 
@@ -207,6 +208,7 @@ def write_invoices(
     if not drafts:
         return []
     now = timezone.now()
+    settled_at = settled_at or now  # when the facts were read: the billing states' `updated_at`
     due_date = issue_date + datetime.timedelta(days=payment_terms_days)
     issued = []
     # The raw psycopg cursor (for COPY) raises psycopg's own errors: wrap them into Django's, so
@@ -230,7 +232,7 @@ def write_invoices(
                     "settled_until = EXCLUDED.settled_until, updated_at = EXCLUDED.updated_at"
                 ).format(t=sql.Identifier(SubscriptionBillingState._meta.db_table)),
                 [
-                    now,
+                    settled_at,
                     pg_array(s.subscription_id for s in settlements),
                     pg_array(s.setup_fee_billed for s in settlements),
                     pg_array(s.usage_billed_until for s in settlements),
@@ -292,4 +294,3 @@ def write_invoices(
             ),
         )
     return issued
-

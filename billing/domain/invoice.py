@@ -19,7 +19,7 @@ USAGE = "usage"  # data above the allowance, in arrears
 FEE = "fee"  # one-time (setup)
 
 
-@dataclass
+@dataclass(slots=True)
 class DraftLine:
     ref: int  # unique within its invoice; discount lines point at their charge's ref
     kind: str
