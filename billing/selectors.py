@@ -238,8 +238,9 @@ def load_batch(customer_ids: list[int], *, tenant_billing_day: int, run_periods:
             "SELECT c.subscription_id, c.effective_on, c.to_plan_id, "
             "COALESCE(c.recorded_at > st.updated_at - %s, false) AS since "
             "FROM {change} c LEFT JOIN {state} st ON st.subscription_id = c.subscription_id "
+            "AND st.subscription_id = ANY(%s::bigint[]) "  # index lookups, not a scan of every state
             "WHERE c.subscription_id = ANY(%s::bigint[]) ORDER BY c.subscription_id, c.effective_on, c.id",
-            [RECORDING_MARGIN, sub_ids],
+            [RECORDING_MARGIN, sub_ids, sub_ids],
             change=SubscriptionPlanChange,
             state=SubscriptionBillingState,
         )
@@ -249,10 +250,11 @@ def load_batch(customer_ids: list[int], *, tenant_billing_day: int, run_periods:
             "SELECT c.subscription_id, c.effective_on, c.from_status, c.to_status, "
             "COALESCE(c.changed_at > st.updated_at - %s, false) AS since "
             "FROM {change} c LEFT JOIN {state} st ON st.subscription_id = c.subscription_id "
+            "AND st.subscription_id = ANY(%s::bigint[]) "
             "WHERE c.subscription_id = ANY(%s::bigint[]) AND (c.from_status = 'suspended' "
             "OR c.to_status = 'suspended' OR c.changed_at > st.updated_at - %s) "
             "ORDER BY c.subscription_id, c.effective_on, c.changed_at, c.id",
-            [RECORDING_MARGIN, sub_ids, RECORDING_MARGIN],
+            [RECORDING_MARGIN, sub_ids, sub_ids, RECORDING_MARGIN],
             change=SubscriptionStatusChange,
             state=SubscriptionBillingState,
         )
