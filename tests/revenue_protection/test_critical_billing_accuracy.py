@@ -1,6 +1,6 @@
 """Billing accuracy through the REAL run (billing_run_execute) on the tenant matrix
 (us_isp USD tax-exclusive, eu_isp EUR tax-inclusive, jp_isp JPY 0 decimals), against
-shared/specs/billing-rules.md (the shared billing contract)..
+shared/specs/billing-rules.md (the shared billing contract).
 
 Facts are made the way production makes them: plans, customers, addresses and subscriptions via
 customers.services; tax rates, discounts, assignments and usage records via the billing models.
