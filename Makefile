@@ -61,7 +61,7 @@ bench: setup migrate
 	@mkdir -p $(BENCH_DIR)
 	$(call bench,bench_tenants)
 	$(call bench,bench_pii)
-	$(call bench,bench_billing)
+	$(call bench,bench_billing --customers 10000 --workers 2)
 	@echo "bench: results in $(BENCH_DIR)/"
 
 clean-local:
