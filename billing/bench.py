@@ -55,7 +55,9 @@ from django_tenants.utils import tenant_context
 from psycopg import sql
 
 from compliance.audit import Actor
-from compliance.models import AuditEvent
+from compliance.pii.bench import bench_tenant_cleanup
+
+from .writer import INVOICE_COLUMNS, LINE_COLUMNS
 
 CHUNK = 1_000
 PERIOD = "2026-05"
@@ -67,52 +69,9 @@ _TOKEN_ALPHABET = string.ascii_lowercase + string.digits
 FIRST = ["Ava", "Ben", "Chloe", "Dev", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kemi", "Liam"]
 LAST = ["Nguyen", "Okafor", "Patel", "Rossi", "Schmidt", "Tanaka", "Kowalski", "Haddad"]
 
-INVOICE_COPY_COLUMNS = (
-    "id",
-    "customer_id",
-    "billing_run_id",
-    "number",
-    "status",
-    "period_start",
-    "period_end",
-    "issue_date",
-    "due_date",
-    "currency",
-    "tax_inclusive",
-    "subtotal",
-    "tax_total",
-    "total",
-    "amount_due",
-    "rounding_adjustment",
-    "credit_applied",
-    "amount_paid",
-    "created_at",
-)
-LINE_COPY_COLUMNS = (
-    "id",
-    "invoice_id",
-    "position",
-    "kind",
-    "category",
-    "description",
-    "subscription_id",
-    "plan_id",
-    "discount_id",
-    "period_start",
-    "period_end",
-    "service_start",
-    "service_end",
-    "quantity",
-    "unit_price",
-    "fraction_numerator",
-    "fraction_denominator",
-    "billable_days",
-    "amount",
-    "net_amount",
-    "tax_amount",
-    "applies_to_id",
-    "credits_line_id",
-)
+# The writer's own column lists: the baseline copies exactly the rows the run wrote.
+INVOICE_COPY_COLUMNS = INVOICE_COLUMNS
+LINE_COPY_COLUMNS = LINE_COLUMNS
 TAX_COPY_COLUMNS = ("id", "invoice_id", "line_id", "tax_rate_id", "name", "rate", "amount")
 
 
@@ -671,44 +630,12 @@ def bench_billing(
             notes=notes,
         )
     finally:
-        problems = cleanup(schema=schema, slug=slug, actor=actor, say=say)
+        problems = bench_tenant_cleanup(schema=schema, slug=slug, actor=actor, say=say)
     assert result is not None  # an exception above would have propagated
     result.cleanup_problems = problems
     return result
 
 
-def cleanup(*, schema: str, slug: str, actor: Actor, say: Callable[[str], None]) -> list[str]:
-    """Remove everything the run created; try every step, report what could not be removed."""
-    from compliance.pii.keystore import get_keystore
-    from tenants.models import Domain, Tenant
-
-    problems: list[str] = []
-    connection.set_schema_to_public()
-    steps = []
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
-        steps.append(f"schema {schema} dropped")
-    except Exception as exc:  # noqa: BLE001 - cleanup reports and goes on
-        problems.append(f"schema {schema}: {type(exc).__name__}: {exc}")
-    try:
-        with transaction.atomic():
-            events, _ = AuditEvent.objects.filter(actor_type=actor.type, actor_label=actor.label).delete()
-            Domain.objects.filter(tenant__slug=slug).delete()
-            tenants, _ = Tenant.objects.filter(slug=slug).delete()
-        steps.append(f"{tenants} tenant row(s), {events} public audit event(s) deleted")
-    except Exception as exc:  # noqa: BLE001
-        problems.append(f"rows: {type(exc).__name__}: {exc}")
-    try:
-        with get_keystore().connection().cursor() as cursor:
-            cursor.execute("DELETE FROM subject_keys WHERE tenant = %s", [schema])
-            keys = cursor.rowcount
-            cursor.execute("DELETE FROM shredded_keys WHERE tenant = %s", [schema])
-        steps.append(f"{keys} data key(s) deleted from the key store")
-    except Exception as exc:  # noqa: BLE001
-        problems.append(f"key store: {type(exc).__name__}: {exc}")
-    say("cleanup: " + "; ".join(steps) + (f"; {len(problems)} problem(s)" if problems else ""))
-    return problems
 
 
 def profile_summary(path: str, top: int = 25) -> str:

@@ -418,13 +418,14 @@ def bench_pii(
             f"{audit_rate:,.0f} rows/s, about {result.reveal_audit_share:.0%} of the with-PII listing time"
         )
     finally:
-        problems = _cleanup(schema=schema, slug=slug, actor=actor, say=say)
+        problems = bench_tenant_cleanup(schema=schema, slug=slug, actor=actor, say=say)
     result.cleanup_problems = problems
     return result
 
 
-def _cleanup(*, schema: str, slug: str, actor: Actor, say: Callable[[str], None]) -> list[str]:
-    """Remove everything the run created; try every step, report what could not be removed."""
+def bench_tenant_cleanup(*, schema: str, slug: str, actor: Actor, say: Callable[[str], None]) -> list[str]:
+    """Remove a benchmark's throwaway tenant: schema, tenant/domain rows, its public audit events and
+    its data keys. Tries every step and reports what could not be removed."""
     from tenants.models import Domain, Tenant
 
     problems: list[str] = []
