@@ -94,6 +94,7 @@ def billing_run_batch(*, run: BillingRun, customer_ids: list[int], actor: Actor)
     result = BatchResult(considered=len(customer_ids))
     started = timezone.now()  # before any fact is read: what this batch settles is as of then
     with transaction.atomic():
+        _relax_commit_durability()
         billing_days = selectors.lock_customers(customer_ids)
         ids = sorted(billing_days)
         periods = {cid: run_period_for(billing_days[cid], terms, year, month) for cid in ids}
@@ -121,6 +122,15 @@ def billing_run_batch(*, run: BillingRun, customer_ids: list[int], actor: Actor)
         _apply_credit(result.issued)
         _record_batch(run, result)
     return result
+
+
+def _relax_commit_durability() -> None:
+    """A batch commits without waiting for its WAL flush (`synchronous_commit = off`, this
+    transaction only). A crash can lose the last fraction of a second of committed batches, never
+    part of one: the invoices, their numbers and the sequence move together, so the sequence stays
+    gap-free and a restarted run bills those customers again. Halves the commit cost of a run."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
 def _write_with_isolation(drafts, *, run, terms: TenantTerms, actor: Actor, failed: list, settled_at=None) -> list:
