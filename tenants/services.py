@@ -19,7 +19,7 @@ from compliance.audit import Actor, audit_record
 
 from . import roles
 from .models import Domain, Tenant, schema_name_for_slug
-from .template import clone_align_names, template_schema_ensure_current
+from .template import clone_align_names, clone_triggers, template_schema_ensure_current
 
 # Settings a tenant's owner may change from the tenant's own API.
 OWNER_EDITABLE_FIELDS = frozenset(
@@ -97,6 +97,7 @@ def tenant_create(
         Domain.objects.create(domain=tenant.primary_host, tenant=tenant, is_primary=True)
         CloneSchema().clone_schema(settings.TENANT_BASE_SCHEMA, tenant.schema_name, "DATA", set_connection=False)
         clone_align_names(settings.TENANT_BASE_SCHEMA, tenant.schema_name)
+        clone_triggers(settings.TENANT_BASE_SCHEMA, tenant.schema_name)
         audit_record(actor=actor, action="tenant.created", target=tenant, source_ip=source_ip)
         with schema_context(tenant.schema_name):
             roles.roles_sync()

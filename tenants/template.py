@@ -113,3 +113,40 @@ def clone_align_names(template: str, target: str) -> int:
                 )
                 renamed += 1
     return renamed
+
+
+def clone_triggers(template: str, target: str) -> int:
+    """Create on the clone the triggers of the template's tables that it lacks.
+
+    django-tenants' clone copies tables, data, sequences and functions but no triggers, so a
+    trigger created by a migration (e.g. network's usage trigger on RADIUS sessions) would exist
+    in migrated schemas only. Idempotent; returns how many triggers were created."""
+    created = 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname, t.tgname, pg_get_triggerdef(t.oid) FROM pg_trigger t "
+            "JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND NOT t.tgisinternal ORDER BY c.relname, t.tgname",
+            [template],
+        )
+        wanted = cursor.fetchall()
+        cursor.execute(
+            "SELECT c.relname, t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND NOT t.tgisinternal",
+            [target],
+        )
+        present = set(cursor.fetchall())
+        for table, name, definition in wanted:
+            if (table, name) in present:
+                continue
+            source = sql.SQL(" ON {}.{} ").format(sql.Identifier(template), sql.Identifier(table)).as_string(cursor)
+            plain = f" ON {template}.{table} "
+            clone = sql.SQL(" ON {}.{} ").format(sql.Identifier(target), sql.Identifier(table)).as_string(cursor)
+            for form in (source, plain):
+                if form in definition:
+                    cursor.execute(definition.replace(form, clone, 1))
+                    created += 1
+                    break
+            else:
+                raise RuntimeError(f"cannot re-target trigger {name} of {template}.{table}")
+    return created

@@ -64,6 +64,7 @@ def django_db_setup(request, django_test_environment, django_db_blocker, django_
 
     from compliance.audit import Actor
     from compliance.pii.keystore import keystore_database_drop, keystore_database_ensure
+    from network.radius.db import radius_interface_install
     from tenants.models import Tenant
     from tenants.services import public_tenant_ensure, tenant_create
     from tenants.template import template_migrate
@@ -78,6 +79,7 @@ def django_db_setup(request, django_test_environment, django_db_blocker, django_
         keystore_database_drop()  # a key store left by an interrupted run
         keystore_database_ensure()
         public_tenant_ensure()
+        radius_interface_install()
         template_migrate(verbosity=0)
         for profile in TENANT_PROFILES.values():
             if not Tenant.objects.filter(slug=profile.slug).exists():

@@ -227,7 +227,19 @@ CELERY_BEAT_SCHEDULE = {
     # Reminders and suspensions for overdue invoices, every tenant (each as of its own local day;
     # idempotent, so a repeated or late run sends nothing twice).
     "billing-dunning-daily": {"task": "billing.dunning_all_tenants", "schedule": crontab(hour=6, minute=0)},
+    # Stale RADIUS sessions closed, fair-use speed applied/lifted (CoA), every tenant.
+    "network-radius-housekeeping": {"task": "network.radius_housekeeping_all_tenants", "schedule": 300.0},
 }
+
+# --- RADIUS ------------------------------------------------------------------------------
+# FreeRADIUS's database role (network/radius/db.py grants it the `radius` functions only).
+RADIUS_DB_USER = env.str("RADIUS_DB_USER", default="isp_radius")
+RADIUS_DB_PASSWORD = env.str("RADIUS_DB_PASSWORD", default="")
+# CoA / Disconnect to the NAS: per-attempt timeout (s), attempts, and whether they go through
+# Celery (on) or are sent by the process that made the change (off: tests, demo).
+RADIUS_COA_TIMEOUT = env.float("RADIUS_COA_TIMEOUT", default=2.0)
+RADIUS_COA_RETRIES = env.int("RADIUS_COA_RETRIES", default=3)
+RADIUS_COA_ASYNC = env.bool("RADIUS_COA_ASYNC", default=True)
 
 # --- Logging ------------------------------------------------------------------------------
 LOGGING = {

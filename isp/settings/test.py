@@ -28,3 +28,7 @@ DATABASES["default"]["TEST"] = {"NAME": env.str("ISP_TEST_DATABASE", default="te
 # Each test starts with a clean cache (tests/conftest.py clears it); a per-process memory cache
 # keeps that from flushing a Redis that other processes share. Celery tests use the real Redis.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# CoA / Disconnect sent by the process that made the change (no worker in most tests), with
+# short timeouts: the NAS simulator answers on loopback at once.
+RADIUS_COA_ASYNC = False
+RADIUS_COA_TIMEOUT = 0.5

@@ -7,10 +7,11 @@ from django.db import transaction
 from django_tenants.utils import schema_context
 
 from compliance.pii.keystore import keystore_database_ensure
+from network.radius.db import radius_interface_install
 from tenants import roles
 from tenants.models import Tenant
 from tenants.services import public_tenant_ensure
-from tenants.template import clone_align_names, template_migrate
+from tenants.template import clone_align_names, clone_triggers, template_migrate
 
 
 class Command(BaseCommand):
@@ -21,6 +22,7 @@ class Command(BaseCommand):
         keystore_database_ensure()
         call_command("migrate_schemas", shared=True, interactive=False, verbosity=verbosity)
         public_tenant_ensure()
+        radius_interface_install()
         template_migrate(verbosity=verbosity)
         tenants = Tenant.objects.exclude(schema_name="public").order_by("slug")
         # Tenants cloned before clone names were aligned: same names as the template first,
@@ -28,6 +30,7 @@ class Command(BaseCommand):
         for tenant in tenants:
             with transaction.atomic():
                 clone_align_names(settings.TENANT_BASE_SCHEMA, tenant.schema_name)
+                clone_triggers(settings.TENANT_BASE_SCHEMA, tenant.schema_name)
         call_command("migrate_schemas", tenant=True, interactive=False, verbosity=verbosity)
         for tenant in tenants:
             with schema_context(tenant.schema_name):

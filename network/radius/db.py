@@ -1,0 +1,369 @@
+"""The database interface FreeRADIUS uses: schema `radius`, installed once per database.
+
+FreeRADIUS connects as its own role (`RADIUS_DB_USER`, default `isp_radius`), which may use
+the schema and EXECUTE the five functions below - nothing else: no table of any tenant, not
+the sealing key, not `radius.reveal`. The functions are SECURITY DEFINER; each takes the tenant
+schema that FreeRADIUS got from the NAS directory (`%{Client-Shortname}`), checks it is an
+active tenant and quotes it as an identifier, so a request can only reach the tenant of the NAS
+it came from.
+
+- `radius.nas_client(src)`: the dynamic-client lookup (NAS source IP -> secret, tenant).
+- `radius.authorize_check(tenant, user)`, `radius.authorize_reply(tenant, user)`: the rows
+  rlm_sql expects (id, username, attribute, value, op), computed from the subscription, plan,
+  PPPoE account and the tenant's RADIUS settings.
+- `radius.simul_count(tenant, user)`: open sessions, for Simultaneous-Use.
+- `radius.accounting(tenant, status, ...)`: Start / Interim-Update / Stop / Accounting-On/Off
+  as an idempotent upsert by Acct-Unique-Session-Id (a replayed record changes nothing).
+
+Secrets FreeRADIUS must see in clear (PPPoE passwords for CHAP, NAS secrets) are stored sealed
+(AES-256-CBC + HMAC-SHA256, encrypt-then-MAC, pgcrypto) with a key that lives in
+`radius.sealing_key`, readable by no role but the owner of the schema. The back office seals
+with `radius.seal()` and never reads a password back.
+
+A trigger function, `radius.session_usage()`, turns every increase of a session's octet
+counters into the day's usage row of the subscription (`billing_usagerecord`, the table
+billing's usage selector reads), in the tenant's time zone.
+
+Everything here is idempotent (CREATE ... IF NOT EXISTS / OR REPLACE)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import connection
+from psycopg import sql
+
+INSTALL_SQL = r"""
+CREATE EXTENSION IF NOT EXISTS pgcrypto WITH SCHEMA public;
+CREATE SCHEMA IF NOT EXISTS radius;
+REVOKE ALL ON SCHEMA radius FROM PUBLIC;
+
+CREATE TABLE IF NOT EXISTS radius.sealing_key (
+    id integer PRIMARY KEY CHECK (id = 1),
+    enc_key bytea NOT NULL CHECK (octet_length(enc_key) = 32),
+    mac_key bytea NOT NULL CHECK (octet_length(mac_key) = 32),
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO radius.sealing_key (id, enc_key, mac_key)
+VALUES (1, public.gen_random_bytes(32), public.gen_random_bytes(32))
+ON CONFLICT (id) DO NOTHING;
+REVOKE ALL ON radius.sealing_key FROM PUBLIC;
+
+-- NAS source IP -> tenant. One IP belongs to one tenant on the whole platform.
+CREATE TABLE IF NOT EXISTS radius.nas_directory (
+    ip inet PRIMARY KEY,
+    tenant text NOT NULL,
+    nas_id bigint NOT NULL,
+    secret bytea NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (tenant, nas_id)
+);
+REVOKE ALL ON radius.nas_directory FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION radius.seal(plaintext text) RETURNS bytea
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $fn$
+DECLARE
+    k radius.sealing_key;
+    iv bytea := public.gen_random_bytes(16);
+    body bytea;
+BEGIN
+    IF plaintext IS NULL OR plaintext = '' THEN
+        RAISE EXCEPTION 'radius.seal: empty secret' USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO STRICT k FROM radius.sealing_key WHERE id = 1;
+    body := '\x5231'::bytea || iv
+        || public.encrypt_iv(convert_to(plaintext, 'UTF8'), k.enc_key, iv, 'aes-cbc/pad:pkcs');
+    RETURN body || public.hmac(body, k.mac_key, 'sha256');
+END $fn$;
+
+CREATE OR REPLACE FUNCTION radius.reveal(blob bytea) RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $fn$
+DECLARE
+    k radius.sealing_key;
+    n integer := octet_length(blob);
+    body bytea;
+BEGIN
+    IF n < 2 + 16 + 16 + 32 OR substring(blob FROM 1 FOR 2) <> '\x5231'::bytea THEN
+        RAISE EXCEPTION 'radius.reveal: not a sealed secret' USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO STRICT k FROM radius.sealing_key WHERE id = 1;
+    body := substring(blob FROM 1 FOR n - 32);
+    IF public.hmac(body, k.mac_key, 'sha256') <> substring(blob FROM n - 31) THEN
+        RAISE EXCEPTION 'radius.reveal: sealed secret failed authentication' USING ERRCODE = '22023';
+    END IF;
+    RETURN convert_from(
+        public.decrypt_iv(substring(body FROM 19), k.enc_key, substring(body FROM 3 FOR 16), 'aes-cbc/pad:pkcs'),
+        'UTF8');
+END $fn$;
+
+CREATE OR REPLACE FUNCTION radius.tenant_ok(p_tenant text) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $fn$
+    SELECT EXISTS (SELECT 1 FROM public.tenants_tenant
+                   WHERE schema_name = p_tenant AND status = 'active' AND schema_name <> 'public');
+$fn$;
+
+CREATE OR REPLACE FUNCTION radius.nas_client(p_src text)
+RETURNS TABLE (secret text, tenant text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $fn$
+DECLARE
+    src inet;
+BEGIN
+    BEGIN
+        src := p_src::inet;
+    EXCEPTION WHEN others THEN
+        RETURN;
+    END;
+    RETURN QUERY
+        SELECT radius.reveal(d.secret), d.tenant
+        FROM radius.nas_directory d
+        WHERE d.ip = src AND radius.tenant_ok(d.tenant);
+END $fn$;
+
+CREATE OR REPLACE FUNCTION radius.authorize_check(p_tenant text, p_username text)
+RETURNS TABLE (id bigint, username text, attribute text, value text, op text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $fn$
+DECLARE
+    acc record;
+BEGIN
+    IF NOT radius.tenant_ok(p_tenant) THEN
+        RETURN;
+    END IF;
+    EXECUTE format(
+        'SELECT a.id, a.username, a.secret_sealed, a.simultaneous_use, s.status, st.suspended_access '
+        'FROM %1$I.network_pppoeaccount a '
+        'JOIN %1$I.customers_subscription s ON s.id = a.subscription_id '
+        'CROSS JOIN %1$I.network_radiussettings st '
+        'WHERE a.username = $1 AND st.id = 1', p_tenant)
+        INTO acc USING p_username;
+    IF acc.id IS NULL THEN
+        RETURN;  -- unknown user: no rows, rlm_sql says notfound, the request is rejected
+    END IF;
+    id := acc.id; username := acc.username; op := ':=';
+    attribute := 'Cleartext-Password'; value := radius.reveal(acc.secret_sealed); RETURN NEXT;
+    attribute := 'Simultaneous-Use'; value := acc.simultaneous_use::text; RETURN NEXT;
+    IF NOT (acc.status = 'active' OR (acc.status = 'suspended' AND acc.suspended_access = 'walled_garden')) THEN
+        attribute := 'Auth-Type'; value := 'Reject'; RETURN NEXT;
+    END IF;
+END $fn$;
+
+CREATE OR REPLACE FUNCTION radius.authorize_reply(p_tenant text, p_username text)
+RETURNS TABLE (id bigint, username text, attribute text, value text, op text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $fn$
+DECLARE
+    r record;
+    down_kbps bigint;
+    up_kbps bigint;
+    pool text;
+BEGIN
+    IF NOT radius.tenant_ok(p_tenant) THEN
+        RETURN;
+    END IF;
+    EXECUTE format(
+        'SELECT a.id, a.username, host(a.static_ip) AS static_ip, a.over_cap, s.status, '
+        '       p.download_kbps, p.upload_kbps, p.fair_use_download_kbps, p.fair_use_upload_kbps, '
+        '       pr.session_timeout_s AS plan_timeout, pr.framed_pool AS plan_pool, '
+        '       st.suspended_access, st.walled_garden_pool, st.walled_garden_kbps, st.default_pool, '
+        '       st.session_timeout_s, st.interim_interval_s '
+        'FROM %1$I.network_pppoeaccount a '
+        'JOIN %1$I.customers_subscription s ON s.id = a.subscription_id '
+        'JOIN %1$I.customers_plan p ON p.id = s.plan_id '
+        'LEFT JOIN %1$I.network_planradiusprofile pr ON pr.plan_id = p.id '
+        'CROSS JOIN %1$I.network_radiussettings st '
+        'WHERE a.username = $1 AND st.id = 1', p_tenant)
+        INTO r USING p_username;
+    IF r.id IS NULL THEN
+        RETURN;
+    END IF;
+    id := r.id; username := r.username; op := ':=';
+    IF r.status = 'suspended' THEN
+        IF r.suspended_access <> 'walled_garden' THEN
+            RETURN;
+        END IF;
+        attribute := 'Framed-Pool'; value := r.walled_garden_pool; RETURN NEXT;
+        down_kbps := r.walled_garden_kbps; up_kbps := r.walled_garden_kbps;
+        attribute := 'Reply-Message'; value := 'Service suspended: please settle your account'; RETURN NEXT;
+    ELSE
+        IF r.over_cap AND r.fair_use_download_kbps IS NOT NULL THEN
+            down_kbps := r.fair_use_download_kbps; up_kbps := r.fair_use_upload_kbps;
+        ELSE
+            down_kbps := r.download_kbps; up_kbps := r.upload_kbps;
+        END IF;
+        IF r.static_ip IS NOT NULL THEN
+            attribute := 'Framed-IP-Address'; value := r.static_ip; RETURN NEXT;
+        ELSE
+            pool := COALESCE(NULLIF(r.plan_pool, ''), NULLIF(r.default_pool, ''));
+            IF pool IS NOT NULL THEN
+                attribute := 'Framed-Pool'; value := pool; RETURN NEXT;
+            END IF;
+        END IF;
+    END IF;
+    -- MikroTik reads rx/tx from the router's side: rx = what the subscriber sends (upload).
+    attribute := 'Mikrotik-Rate-Limit'; value := up_kbps || 'k/' || down_kbps || 'k'; RETURN NEXT;
+    attribute := 'WISPr-Bandwidth-Max-Down'; value := (down_kbps * 1000)::text; RETURN NEXT;
+    attribute := 'WISPr-Bandwidth-Max-Up'; value := (up_kbps * 1000)::text; RETURN NEXT;
+    attribute := 'Session-Timeout'; value := COALESCE(r.plan_timeout, r.session_timeout_s)::text; RETURN NEXT;
+    attribute := 'Acct-Interim-Interval'; value := r.interim_interval_s::text; RETURN NEXT;
+END $fn$;
+
+CREATE OR REPLACE FUNCTION radius.simul_count(p_tenant text, p_username text) RETURNS bigint
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $fn$
+DECLARE
+    n bigint;
+BEGIN
+    IF NOT radius.tenant_ok(p_tenant) THEN
+        RETURN 0;
+    END IF;
+    EXECUTE format('SELECT count(*) FROM %I.network_radiussession WHERE username = $1 AND stop_time IS NULL', p_tenant)
+        INTO n USING p_username;
+    RETURN n;
+END $fn$;
+
+CREATE OR REPLACE FUNCTION radius.to_bigint(p text) RETURNS bigint
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog AS $fn$
+    SELECT CASE WHEN p ~ '^[0-9]{1,18}$' THEN p::bigint ELSE 0 END;
+$fn$;
+
+CREATE OR REPLACE FUNCTION radius.accounting(
+    p_tenant text, p_status text, p_unique_id text, p_session_id text, p_username text,
+    p_nas_ip text, p_nas_port_id text, p_nas_port_type text, p_framed_ip text,
+    p_calling_station_id text, p_called_station_id text, p_session_time text,
+    p_input_octets text, p_input_gigawords text, p_output_octets text, p_output_gigawords text,
+    p_terminate_cause text, p_event_time text
+) RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $fn$
+DECLARE
+    ev timestamptz;
+    nas inet;
+    framed inet;
+    secs bigint := radius.to_bigint(p_session_time);
+    in_octets bigint := (radius.to_bigint(p_input_gigawords) << 32) + radius.to_bigint(p_input_octets);
+    out_octets bigint := (radius.to_bigint(p_output_gigawords) << 32) + radius.to_bigint(p_output_octets);
+    sub bigint;
+    n integer;
+BEGIN
+    IF NOT radius.tenant_ok(p_tenant) THEN
+        RETURN 0;
+    END IF;
+    ev := CASE WHEN p_event_time ~ '^[0-9]{9,11}$' THEN to_timestamp(p_event_time::bigint) ELSE now() END;
+    BEGIN
+        nas := p_nas_ip::inet;
+    EXCEPTION WHEN others THEN
+        RAISE EXCEPTION 'radius.accounting: NAS-IP-Address % is not an address', p_nas_ip USING ERRCODE = '22023';
+    END;
+    IF p_status IN ('Accounting-On', 'Accounting-Off') THEN
+        -- The NAS (re)started: none of its sessions survive.
+        EXECUTE format(
+            'UPDATE %I.network_radiussession SET stop_time = GREATEST(update_time, $2), '
+            'update_time = GREATEST(update_time, $2), terminate_cause = $3 '
+            'WHERE nas_ip_address = $1 AND stop_time IS NULL', p_tenant)
+            USING nas, ev, 'NAS-Reboot';
+        GET DIAGNOSTICS n = ROW_COUNT;
+        RETURN GREATEST(n, 1);
+    END IF;
+    IF p_status NOT IN ('Start', 'Interim-Update', 'Alive', 'Stop') OR p_unique_id = '' OR p_username = '' THEN
+        RETURN 0;
+    END IF;
+    IF p_framed_ip ~ '^[0-9.]{7,15}$' THEN
+        BEGIN
+            framed := p_framed_ip::inet;
+        EXCEPTION WHEN others THEN
+            framed := NULL;
+        END;
+    END IF;
+    EXECUTE format('SELECT subscription_id FROM %I.network_pppoeaccount WHERE username = $1', p_tenant)
+        INTO sub USING p_username;
+    EXECUTE format($q$
+        INSERT INTO %1$I.network_radiussession AS s (
+            acct_unique_id, acct_session_id, username, subscription_id, nas_ip_address, nas_port_id,
+            nas_port_type, framed_ip_address, calling_station_id, called_station_id, start_time,
+            update_time, stop_time, session_time, input_octets, output_octets, terminate_cause)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 - make_interval(secs => $12), $11,
+                CASE WHEN $13 THEN $11 END, $12, $14, $15, $16)
+        ON CONFLICT (acct_unique_id) DO UPDATE SET
+            start_time = LEAST(s.start_time, EXCLUDED.start_time),
+            update_time = GREATEST(s.update_time, EXCLUDED.update_time),
+            session_time = GREATEST(s.session_time, EXCLUDED.session_time),
+            input_octets = GREATEST(s.input_octets, EXCLUDED.input_octets),
+            output_octets = GREATEST(s.output_octets, EXCLUDED.output_octets),
+            framed_ip_address = COALESCE(EXCLUDED.framed_ip_address, s.framed_ip_address),
+            -- A real Stop is final; a session closed as stale reopens when the NAS still reports it.
+            stop_time = CASE WHEN s.stop_time IS NOT NULL AND s.terminate_cause <> 'Stale-Session'
+                             THEN s.stop_time ELSE EXCLUDED.stop_time END,
+            terminate_cause = CASE WHEN s.stop_time IS NOT NULL AND s.terminate_cause <> 'Stale-Session'
+                                   THEN s.terminate_cause ELSE EXCLUDED.terminate_cause END
+        $q$, p_tenant)
+        USING p_unique_id, left(p_session_id, 64), left(p_username, 64), sub, nas, left(p_nas_port_id, 64),
+              left(p_nas_port_type, 32), framed, left(p_calling_station_id, 64), left(p_called_station_id, 64),
+              ev, secs, p_status = 'Stop', in_octets, out_octets,
+              CASE WHEN p_status = 'Stop' THEN left(COALESCE(NULLIF(p_terminate_cause, ''), 'Unknown'), 32) ELSE '' END;
+    RETURN 1;
+END $fn$;
+
+CREATE OR REPLACE FUNCTION radius.session_usage() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $fn$
+DECLARE
+    d_in bigint := NEW.input_octets;
+    d_out bigint := NEW.output_octets;
+    tz text;
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        d_in := NEW.input_octets - OLD.input_octets;
+        d_out := NEW.output_octets - OLD.output_octets;
+    END IF;
+    IF NEW.subscription_id IS NULL OR (d_in <= 0 AND d_out <= 0) THEN
+        RETURN NULL;
+    END IF;
+    SELECT time_zone INTO tz FROM public.tenants_tenant WHERE schema_name = TG_TABLE_SCHEMA;
+    EXECUTE format(
+        'INSERT INTO %I.billing_usagerecord AS u (subscription_id, day, bytes_in, bytes_out) '
+        'VALUES ($1, $2, $3, $4) ON CONFLICT (subscription_id, day) DO UPDATE '
+        'SET bytes_in = u.bytes_in + EXCLUDED.bytes_in, bytes_out = u.bytes_out + EXCLUDED.bytes_out',
+        TG_TABLE_SCHEMA)
+        USING NEW.subscription_id, (NEW.update_time AT TIME ZONE COALESCE(tz, 'UTC'))::date,
+              GREATEST(d_in, 0), GREATEST(d_out, 0);
+    RETURN NULL;
+END $fn$;
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA radius FROM PUBLIC;
+"""
+
+# What the FreeRADIUS role may call; nothing else in the database.
+RADIUS_ROLE_FUNCTIONS = (
+    "radius.nas_client(text)",
+    "radius.authorize_check(text, text)",
+    "radius.authorize_reply(text, text)",
+    "radius.simul_count(text, text)",
+    "radius.accounting(text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, "
+    "text, text, text)",
+)
+
+
+def radius_role() -> str:
+    return getattr(settings, "RADIUS_DB_USER", "isp_radius")
+
+
+def radius_interface_install() -> None:
+    """Create or refresh schema `radius`, its functions and the FreeRADIUS role (idempotent).
+    Serialised with an advisory lock: parallel migrations must not race on CREATE OR REPLACE."""
+    role = radius_role()
+    password = getattr(settings, "RADIUS_DB_PASSWORD", "")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext('radius_interface_install'))")
+        cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role])
+        if cursor.fetchone() is None:
+            cursor.execute(
+                sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE").format(sql.Identifier(role))
+            )
+        if password:
+            cursor.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+        cursor.execute(INSTALL_SQL)
+        cursor.execute(sql.SQL("GRANT USAGE ON SCHEMA radius TO {}").format(sql.Identifier(role)))
+        for signature in RADIUS_ROLE_FUNCTIONS:
+            cursor.execute(
+                sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(sql.SQL(signature), sql.Identifier(role))
+            )
+
+
+def seal(cursor, secret: str) -> bytes:
+    """Seal a secret for FreeRADIUS (inside the caller's transaction)."""
+    cursor.execute("SELECT radius.seal(%s)", [secret])
+    return bytes(cursor.fetchone()[0])

@@ -1,0 +1,29 @@
+"""ai_safety: the network app has none of the forbidden patterns (SQL by string formatting,
+shell=True, eval/exec, unpickling, csrf_exempt). The `radius` functions build their per-tenant
+SQL with format('%I') inside PostgreSQL; Python composes identifiers with psycopg.sql."""
+
+import pytest
+
+from tests.code_safety import check_app
+
+pytestmark = [pytest.mark.ai_safety, pytest.mark.contract]
+
+
+def test_no_forbidden_patterns_in_the_network_source():
+    findings = check_app("network")
+    assert not findings, "\n".join(map(str, findings))
+
+
+def test_radius_functions_quote_the_tenant_as_an_identifier():
+    """Every EXECUTE in the radius schema formats the tenant with %I (identifier quoting), never
+    %s or concatenation: a NAS shortname cannot turn into SQL."""
+    import re
+
+    from network.radius.db import INSTALL_SQL
+
+    formats = re.findall(r"EXECUTE format\((.*?)\)\s*(?:INTO \w+\s+)?USING", INSTALL_SQL, flags=re.S)
+    assert len(formats) >= 6
+    for call in formats:
+        assert "%I" in call or "%1$I" in call, call
+        assert "%s" not in call, call
+        assert "||" not in call, call
