@@ -47,6 +47,9 @@ NEVER_GRANTED = (
     Rule("contenttypes", "*", ALL),
     Rule("sessions", "*", ALL),
     Rule("admin", "logentry", ("add", "change", "delete")),
+    # Written by FreeRADIUS (sessions) and the CoA sender only.
+    Rule("network", "radiussession", ("add", "change", "delete")),
+    Rule("network", "coarequest", ("add", "change", "delete")),
 )
 
 ROLE_RULES: dict[str, tuple[Rule, ...]] = {

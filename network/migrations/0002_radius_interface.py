@@ -22,7 +22,7 @@ class Migration(migrations.Migration):
             migrations.RunSQL.noop,
         ),
         migrations.RunSQL(
-            "CREATE TRIGGER network_radiussession_usage AFTER INSERT OR UPDATE OF input_octets, output_octets "
+            "CREATE OR REPLACE TRIGGER network_radiussession_usage AFTER INSERT OR UPDATE OF input_octets, output_octets "
             "ON network_radiussession FOR EACH ROW EXECUTE FUNCTION radius.session_usage()",
             "DROP TRIGGER IF EXISTS network_radiussession_usage ON network_radiussession",
         ),

@@ -290,7 +290,7 @@ def test_golden_reply_attributes_per_plan_and_state(tenant):
         "Session-Timeout": "86400",
         "Acct-Interim-Interval": "300",
     }
-    assert _check("gold-1") == {"Cleartext-Password": "pppoe-pass-1", "Simultaneous-Use": "1"}
+    assert _check("gold-1") == {"Cleartext-Password": "pppoe-pass-1"}
     PppoeAccount.objects.filter(pk=account.pk).update(over_cap=True)
     assert _reply("gold-1")["Mikrotik-Rate-Limit"] == "1000k/5000k"
     ns.pppoe_account_update(account=account, changes={"static_ip": "198.51.100.7"}, actor=ACTOR)

@@ -157,7 +157,7 @@ def net(django_db_setup, django_db_blocker, tmp_path_factory):
             connection.set_schema_to_public()
             for tenant in state.tenants.values():
                 with connection.cursor() as cursor:
-                    cursor.execute("DELETE FROM radius.nas_directory WHERE tenant = %s", [tenant.schema_name])
+                    cursor.execute("SELECT radius.forget_tenant(%s)", [tenant.schema_name])
                 bench_tenant_cleanup(schema=tenant.schema_name, slug=tenant.slug, actor=ACTOR, say=lambda _m: None)
 
 

@@ -7,7 +7,7 @@ from django.db import transaction
 from django_tenants.utils import schema_context
 
 from compliance.pii.keystore import keystore_database_ensure
-from network.radius.db import radius_interface_install
+from network.radius.db import radius_interface_install, radius_subscribers_rebuild
 from tenants import roles
 from tenants.models import Tenant
 from tenants.services import public_tenant_ensure
@@ -30,9 +30,13 @@ class Command(BaseCommand):
         for tenant in tenants:
             with transaction.atomic():
                 clone_align_names(settings.TENANT_BASE_SCHEMA, tenant.schema_name)
-                clone_triggers(settings.TENANT_BASE_SCHEMA, tenant.schema_name)
         call_command("migrate_schemas", tenant=True, interactive=False, verbosity=verbosity)
         for tenant in tenants:
+            # Clones carry no triggers: add those a migration made on the template before the clone.
+            with transaction.atomic():
+                clone_triggers(settings.TENANT_BASE_SCHEMA, tenant.schema_name)
+                # FreeRADIUS's per-account rows follow the reply rules of this release.
+                radius_subscribers_rebuild(tenant.schema_name)
             with schema_context(tenant.schema_name):
                 roles.roles_sync()
         self.stdout.write(self.style.SUCCESS(f"Migrated the platform, the template and {len(tenants)} tenant(s)."))
