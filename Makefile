@@ -62,6 +62,7 @@ bench: setup migrate
 	$(call bench,bench_tenants)
 	$(call bench,bench_pii)
 	$(call bench,bench_billing --customers 10000 --workers 2)
+	$(call bench,bench_radius --subscribers 1000 --in-flight 200)
 	@echo "bench: results in $(BENCH_DIR)/"
 
 clean-local:

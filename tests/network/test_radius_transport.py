@@ -819,7 +819,7 @@ def test_the_probe_summarises_several_requests(radius_server, capsys):
         (["--source-ip", "127.0.0.300"], "--source-ip must be an IP address"),
         (["--source-ip", "::1"], "not the same IP version"),
         (["--count", "0"], "--count must be 1-100000"),
-        (["--secret", ""], "--secret must not be empty"),
+        (["--secret", ""], "--secret (or --nas with --tenant) is required"),
     ],
 )
 def test_the_probe_refuses_bad_input_clearly(arguments, message):

@@ -670,7 +670,7 @@ def test_pppoe_secret_is_sealed_and_only_the_radius_role_can_use_it(net, committ
             psycopg.connect(host=db["host"], port=db["port"], dbname=db["dbname"], user=outsider) as c,
             pytest.raises(psycopg.errors.InsufficientPrivilege),
         ):
-                c.execute("SELECT * FROM radius.authorize_check(%s, %s)", [tenant, user])
+            c.execute("SELECT * FROM radius.authorize_check(%s, %s)", [tenant, user])
     finally:
         with django_db_blocker.unblock(), connection.cursor() as cursor:
             cursor.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(outsider)))
@@ -689,3 +689,33 @@ def test_nas_ip_is_unique_across_tenants_without_naming_the_owner(net, committed
         assert "already registered" in str(err.value)
         assert net.tenants["a"].slug not in str(err.value)
         assert not Nas.objects.filter(name="stolen").exists()
+
+
+@pytest.mark.contract
+def test_radius_probe_plays_a_registered_nas(net, django_db_blocker):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    with django_db_blocker.unblock():
+        call_command(
+            "radius_probe",
+            "--server",
+            "127.0.0.1",
+            "--port",
+            str(net.server.auth_port),
+            "--nas",
+            "bras-b",
+            "--tenant",
+            net.tenants["b"].slug,
+            "--user",
+            net.users["b"]["plain"][1],
+            "--password",
+            PASSWORD,
+            "--expect",
+            "accept",
+            stdout=out,
+        )
+    assert "Access-Accept" in out.getvalue()
+    assert "Mikrotik-Rate-Limit" in out.getvalue()

@@ -28,23 +28,44 @@ class ProbeTarget:
 
 
 def resolve_target(options: dict) -> ProbeTarget:
-    """Where the probe goes and as which NAS.
-
-    Hook for ``--nas <name>``: once NASes are registered, this is the one place that turns a NAS
-    name into its server address, port, secret and source address; nothing else in the command
-    changes. Today the target comes from --server/--port/--secret/--source-ip alone.
-    """
+    """Where the probe goes and as which NAS: --nas NAME --tenant SLUG plays a registered NAS
+    (its address becomes the source address, its secret the shared secret); otherwise
+    --secret and --source-ip say it."""
     server = _ip(options["server"], "--server")
-    source_ip = None if options["source_ip"] is None else _ip(options["source_ip"], "--source-ip")
-    if source_ip is not None and ipaddress.ip_address(source_ip).version != ipaddress.ip_address(server).version:
-        raise CommandError(f"--source-ip {source_ip} and --server {server} are not the same IP version")
     port = options["port"]
     if not 1 <= port <= 65535:
         raise CommandError(f"--port must be 1-65535, got {port}")
+    if options.get("nas"):
+        if options["secret"] or options["source_ip"]:
+            raise CommandError("--nas takes the NAS's own secret and address: drop --secret/--source-ip")
+        source_ip, secret = _registered_nas(options["nas"], options.get("tenant"))
+        return ProbeTarget(server=server, port=port, secret=secret, source_ip=source_ip)
+    source_ip = None if options["source_ip"] is None else _ip(options["source_ip"], "--source-ip")
+    if source_ip is not None and ipaddress.ip_address(source_ip).version != ipaddress.ip_address(server).version:
+        raise CommandError(f"--source-ip {source_ip} and --server {server} are not the same IP version")
     secret = options["secret"]
     if not secret:
-        raise CommandError("--secret must not be empty")
+        raise CommandError("--secret (or --nas with --tenant) is required")
     return ProbeTarget(server=server, port=port, secret=secret.encode(), source_ip=source_ip)
+
+
+def _registered_nas(name: str, slug: str | None) -> tuple[str, bytes]:
+    from django_tenants.utils import tenant_context
+
+    from network.models import Nas
+    from network.services import nas_secret
+    from tenants.models import Tenant
+
+    if not slug:
+        raise CommandError("--nas needs --tenant (the NAS name is per tenant)")
+    tenant = Tenant.objects.filter(slug=slug).first()
+    if tenant is None:
+        raise CommandError(f"no tenant {slug!r}")
+    with tenant_context(tenant):
+        nas = Nas.objects.filter(name=name).first()
+        if nas is None:
+            raise CommandError(f"tenant {slug!r} has no NAS named {name!r}")
+        return nas.ip_address, nas_secret(nas)
 
 
 def _ip(value: str, flag: str) -> str:
@@ -65,7 +86,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--server", required=True, help="RADIUS server IP address")
         parser.add_argument("--port", type=int, default=1812, help="authentication port (default 1812)")
-        parser.add_argument("--secret", required=True, help="shared secret of the NAS the probe plays")
+        parser.add_argument("--secret", help="shared secret of the NAS the probe plays")
+        parser.add_argument("--nas", help="play this registered NAS (its address and secret); needs --tenant")
+        parser.add_argument("--tenant", help="slug of the tenant whose NAS --nas names")
         parser.add_argument("--user", required=True)
         parser.add_argument("--password", required=True)
         parser.add_argument("--chap", action="store_true", help="CHAP instead of PAP")
