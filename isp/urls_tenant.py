@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from billing.api import urls as billing_api
 from compliance.api import urls as compliance_api
 from customers.api import urls as customers_api
+from network.api import urls as network_api
 from tenants.api.urls import tenant_urlpatterns
 
 from .api.docs import DocsPermissionMixin
@@ -19,6 +20,7 @@ api_v1 = [
     path("", include(compliance_api)),
     path("", include(customers_api)),
     path("", include(billing_api)),
+    path("", include(network_api)),
 ]
 
 urlpatterns = [

@@ -1,0 +1,143 @@
+"""Input and output shapes of the network staff API. Secrets are write-only: a NAS secret is never
+returned, a PPPoE password only once, in the response that set it."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from isp.api.serializers import StrictInput
+from network.models import CoaRequest, Nas, PppoeAccount, RadiusSession, RadiusSettings
+
+
+class NasOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Nas
+        fields = ["id", "name", "ip_address", "vendor", "coa_port", "is_active", "description", "created_at"]
+
+
+class NasCreateInput(StrictInput):
+    name = serializers.CharField(max_length=100)
+    ip_address = serializers.IPAddressField(protocol="IPv4")
+    secret = serializers.CharField(min_length=8, max_length=128, write_only=True, trim_whitespace=False)
+    vendor = serializers.ChoiceField(choices=Nas.Vendor.choices, default=Nas.Vendor.MIKROTIK)
+    coa_port = serializers.IntegerField(min_value=1, max_value=65535, default=3799)
+    description = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+
+
+class NasUpdateInput(StrictInput):
+    name = serializers.CharField(max_length=100, required=False)
+    ip_address = serializers.IPAddressField(protocol="IPv4", required=False)
+    secret = serializers.CharField(min_length=8, max_length=128, write_only=True, required=False, trim_whitespace=False)
+    vendor = serializers.ChoiceField(choices=Nas.Vendor.choices, required=False)
+    coa_port = serializers.IntegerField(min_value=1, max_value=65535, required=False)
+    description = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    is_active = serializers.BooleanField(required=False)
+
+
+class PppoeAccountOutput(serializers.ModelSerializer):
+    class Meta:
+        model = PppoeAccount
+        fields = [
+            "id",
+            "subscription",
+            "username",
+            "static_ip",
+            "simultaneous_use",
+            "over_cap",
+            "over_cap_since",
+            "created_at",
+            "updated_at",
+        ]
+
+
+class PppoeAccountWithPassword(PppoeAccountOutput):
+    password = serializers.SerializerMethodField(help_text="Shown once: it cannot be read again.")
+
+    class Meta(PppoeAccountOutput.Meta):
+        fields = [*PppoeAccountOutput.Meta.fields, "password"]
+
+    def get_password(self, obj) -> str:
+        return self.context["password"]
+
+
+class PppoeAccountCreateInput(StrictInput):
+    subscription = serializers.IntegerField(min_value=1)
+    username = serializers.CharField(max_length=64, required=False)
+    password = serializers.CharField(min_length=8, max_length=128, required=False, trim_whitespace=False)
+    static_ip = serializers.IPAddressField(protocol="IPv4", required=False, allow_null=True)
+    simultaneous_use = serializers.IntegerField(min_value=1, max_value=16, default=1)
+
+
+class PppoeAccountUpdateInput(StrictInput):
+    static_ip = serializers.IPAddressField(protocol="IPv4", required=False, allow_null=True)
+    simultaneous_use = serializers.IntegerField(min_value=1, max_value=16, required=False)
+
+
+class PasswordResetInput(StrictInput):
+    password = serializers.CharField(min_length=8, max_length=128, required=False, trim_whitespace=False)
+
+
+class RadiusSessionOutput(serializers.ModelSerializer):
+    class Meta:
+        model = RadiusSession
+        fields = [
+            "id",
+            "acct_session_id",
+            "username",
+            "subscription",
+            "nas_ip_address",
+            "nas_port_id",
+            "framed_ip_address",
+            "start_time",
+            "update_time",
+            "stop_time",
+            "session_time",
+            "input_octets",
+            "output_octets",
+            "terminate_cause",
+        ]
+
+
+class CoaRequestOutput(serializers.ModelSerializer):
+    class Meta:
+        model = CoaRequest
+        fields = [
+            "id",
+            "subscription",
+            "session",
+            "nas",
+            "kind",
+            "reason",
+            "attributes",
+            "outcome",
+            "attempts",
+            "error_cause",
+            "detail",
+            "latency_ms",
+            "requested_at",
+            "completed_at",
+        ]
+
+
+class RadiusSettingsOutput(serializers.ModelSerializer):
+    class Meta:
+        model = RadiusSettings
+        fields = [
+            "suspended_access",
+            "walled_garden_pool",
+            "walled_garden_kbps",
+            "default_pool",
+            "session_timeout_s",
+            "interim_interval_s",
+            "stale_after_s",
+        ]
+
+
+class RadiusSettingsInput(StrictInput):
+    suspended_access = serializers.ChoiceField(choices=RadiusSettings.SuspendedAccess.choices, required=False)
+    walled_garden_pool = serializers.CharField(max_length=64, required=False)
+    walled_garden_kbps = serializers.IntegerField(min_value=1, required=False)
+    default_pool = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    session_timeout_s = serializers.IntegerField(min_value=60, max_value=31 * 86400, required=False)
+    interim_interval_s = serializers.IntegerField(min_value=60, max_value=86400, required=False)
+    stale_after_s = serializers.IntegerField(min_value=120, required=False)

@@ -1,0 +1,165 @@
+"""Staff API of the network app (tenant hosts): NAS registry, PPPoE accounts, RADIUS sessions,
+CoA/Disconnect requests, RADIUS settings.
+
+Views are thin: parse input, call network.services, render output. Sessions and CoA requests are
+read-only (FreeRADIUS and the CoA sender write them). Roles (tenants.roles): owner and network_ops
+write; support and auditor read; billing_admin has no access to the network."""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from compliance.audit import Actor, client_ip
+from customers.models import Subscription
+from network import services
+from network.models import CoaRequest, Nas, PppoeAccount, RadiusSession, RadiusSettings
+
+from . import serializers as s
+
+
+def _audit_context(request) -> dict:
+    return {"actor": Actor.from_request(request), "source_ip": client_ip(request)}
+
+
+@extend_schema_view(
+    create=extend_schema(request=s.NasCreateInput, responses={201: s.NasOutput}),
+    partial_update=extend_schema(request=s.NasUpdateInput, responses=s.NasOutput),
+)
+class NasViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """NAS/BRAS devices of this tenant. The source address of a RADIUS packet decides its tenant;
+    an address can be registered by one tenant of the platform only. The secret is write-only."""
+
+    required_permissions = {
+        "list": ["network.view_nas"],
+        "retrieve": ["network.view_nas"],
+        "create": ["network.add_nas"],
+        "partial_update": ["network.change_nas"],
+        "destroy": ["network.delete_nas"],
+    }
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    serializer_class = s.NasOutput
+    queryset = Nas.objects.all()
+    ordering = ("name",)
+
+    def create(self, request):
+        data = s.NasCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        nas = services.nas_register(**data.validated_data, **_audit_context(request))
+        return Response(s.NasOutput(nas).data, status=status.HTTP_201_CREATED)
+
+    def partial_update(self, request, pk=None):
+        data = s.NasUpdateInput(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        changes = dict(data.validated_data)
+        secret = changes.pop("secret", None)
+        nas = services.nas_update(nas=self.get_object(), changes=changes, secret=secret, **_audit_context(request))
+        return Response(s.NasOutput(nas).data)
+
+    def destroy(self, request, pk=None):
+        services.nas_delete(nas=self.get_object(), **_audit_context(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema_view(
+    create=extend_schema(request=s.PppoeAccountCreateInput, responses={201: s.PppoeAccountWithPassword}),
+    partial_update=extend_schema(request=s.PppoeAccountUpdateInput, responses=s.PppoeAccountOutput),
+    reset_password=extend_schema(request=s.PasswordResetInput, responses=s.PppoeAccountWithPassword),
+)
+class PppoeAccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """PPPoE credentials per subscription. The password is in the response that sets it (create,
+    reset-password) and nowhere else: it is sealed for FreeRADIUS and never read back."""
+
+    required_permissions = {
+        "list": ["network.view_pppoeaccount"],
+        "retrieve": ["network.view_pppoeaccount"],
+        "create": ["network.add_pppoeaccount"],
+        "partial_update": ["network.change_pppoeaccount"],
+        "reset_password": ["network.change_pppoeaccount"],
+    }
+    http_method_names = ["get", "post", "patch", "head", "options"]
+    serializer_class = s.PppoeAccountOutput
+    queryset = PppoeAccount.objects.all()
+    filterset_fields = ("subscription", "over_cap")
+    ordering = ("username",)
+
+    def create(self, request):
+        data = s.PppoeAccountCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        subscription = get_object_or_404(Subscription, pk=values.pop("subscription"))
+        account, password = services.pppoe_account_create(
+            subscription=subscription, **values, **_audit_context(request)
+        )
+        body = s.PppoeAccountWithPassword(account, context={"password": password}).data
+        return Response(body, status=status.HTTP_201_CREATED, headers={"Cache-Control": "no-store"})
+
+    def partial_update(self, request, pk=None):
+        data = s.PppoeAccountUpdateInput(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        account = services.pppoe_account_update(
+            account=self.get_object(), changes=dict(data.validated_data), **_audit_context(request)
+        )
+        return Response(s.PppoeAccountOutput(account).data)
+
+    @action(detail=True, methods=["post"], url_path="reset-password")
+    def reset_password(self, request, pk=None):
+        data = s.PasswordResetInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        account = self.get_object()
+        password = services.pppoe_password_set(
+            account=account, password=data.validated_data.get("password"), **_audit_context(request)
+        )
+        account.refresh_from_db()
+        body = s.PppoeAccountWithPassword(account, context={"password": password}).data
+        return Response(body, headers={"Cache-Control": "no-store"})
+
+
+class RadiusSessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Accounting sessions as FreeRADIUS stored them (read-only)."""
+
+    required_permissions = {"list": ["network.view_radiussession"], "retrieve": ["network.view_radiussession"]}
+    serializer_class = s.RadiusSessionOutput
+    queryset = RadiusSession.objects.all()
+    filterset_fields = ("username", "subscription", "nas_ip_address")
+    ordering = ("-start_time",)
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        open_only = self.request.query_params.get("open")
+        if open_only in ("1", "true"):
+            queryset = queryset.filter(stop_time__isnull=True)
+        elif open_only in ("0", "false"):
+            queryset = queryset.filter(stop_time__isnull=False)
+        return queryset
+
+
+class CoaRequestViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """CoA and Disconnect requests sent to the NAS, with their outcomes (read-only)."""
+
+    required_permissions = {"list": ["network.view_coarequest"], "retrieve": ["network.view_coarequest"]}
+    serializer_class = s.CoaRequestOutput
+    queryset = CoaRequest.objects.all()
+    filterset_fields = ("subscription", "kind", "outcome", "reason")
+    ordering = ("-requested_at", "-id")
+
+
+class RadiusSettingsView(APIView):
+    """The tenant's RADIUS policy: suspended subscribers rejected or walled-garden, pools, timers."""
+
+    required_permissions = {"get": ["network.view_radiussettings"], "patch": ["network.change_radiussettings"]}
+
+    @extend_schema(responses=s.RadiusSettingsOutput)
+    def get(self, request):
+        return Response(s.RadiusSettingsOutput(RadiusSettings.current()).data)
+
+    @extend_schema(request=s.RadiusSettingsInput, responses=s.RadiusSettingsOutput)
+    def patch(self, request):
+        data = s.RadiusSettingsInput(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        settings_row = services.radius_settings_update(changes=dict(data.validated_data), **_audit_context(request))
+        return Response(s.RadiusSettingsOutput(settings_row).data)

@@ -1,0 +1,103 @@
+"""Staff API of the network app: NAS registry and PPPoE accounts through the real endpoints,
+with each role's rights, secrets that go in and never come out, and errors in the one shape."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from django.db import connection
+
+from compliance.audit import Actor
+from compliance.models import AuditEvent
+from customers import services as cs
+from network.models import Nas, PppoeAccount
+from tenants import roles
+from tests.customers.factories import CustomerFactory, PlanFactory, ServiceAddressFactory
+
+pytestmark = [pytest.mark.network_monitoring]
+
+ACTOR = Actor.system("network api tests")
+
+
+def _subscription():
+    customer = CustomerFactory()
+    sub = cs.subscription_create(
+        customer=customer, plan=PlanFactory(), service_address=ServiceAddressFactory(customer=customer), actor=ACTOR
+    )
+    return cs.subscription_activate(subscription=sub, activated_on=datetime.date(2026, 11, 1), actor=ACTOR)
+
+
+@pytest.mark.behavior
+@pytest.mark.customer_data_protection
+def test_nas_secret_is_write_only_and_registration_is_audited(tenant, staff_client):
+    ops = staff_client(tenant, roles.NETWORK_OPS)
+    response = ops.post(
+        "/api/v1/nas/",
+        {"name": "bras-1", "ip_address": "127.0.0.61", "secret": "nas-secret-61", "coa_port": 3799},
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    assert "secret" not in response.json()
+    nas = Nas.objects.get(name="bras-1")
+    assert b"nas-secret-61" not in bytes(nas.secret)
+    listed = ops.get("/api/v1/nas/").json()
+    assert "nas-secret-61" not in str(listed)
+    assert AuditEvent.objects.filter(action="nas.registered", object_id=str(nas.pk)).count() == 1
+    # Same address again (here or on any tenant): refused in the one error shape, nothing written.
+    again = ops.post(
+        "/api/v1/nas/", {"name": "bras-2", "ip_address": "127.0.0.61", "secret": "other-secret"}, format="json"
+    )
+    assert again.status_code == 400
+    assert "ip_address" in again.json()["error"]["fields"]
+    assert Nas.objects.count() == 1
+
+
+@pytest.mark.behavior
+@pytest.mark.customer_data_protection
+def test_pppoe_password_is_returned_once(tenant, staff_client):
+    ops = staff_client(tenant, roles.NETWORK_OPS)
+    sub = _subscription()
+    created = ops.post("/api/v1/pppoe-accounts/", {"subscription": sub.pk, "username": "api-user-1"}, format="json")
+    assert created.status_code == 201, created.content
+    password = created.json()["password"]
+    assert len(password) >= 16
+    assert created["Cache-Control"] == "no-store"
+    account = PppoeAccount.objects.get(username="api-user-1")
+    shown = ops.get(f"/api/v1/pppoe-accounts/{account.pk}/").json()
+    assert "password" not in shown
+    assert password not in str(shown)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT value FROM radius.authorize_check(%s, %s) WHERE attribute = 'Cleartext-Password'",
+            [connection.schema_name, "api-user-1"],
+        )
+        assert cursor.fetchone()[0] == password
+    reset = ops.post(f"/api/v1/pppoe-accounts/{account.pk}/reset-password/", {}, format="json")
+    assert reset.status_code == 200
+    assert reset.json()["password"] != password
+
+
+@pytest.mark.behavior
+def test_roles_on_the_network_api(tenant, staff_client):
+    sub = _subscription()
+    body = {"subscription": sub.pk, "username": "role-user-1"}
+    billing = staff_client(tenant, roles.BILLING_ADMIN)
+    assert billing.get("/api/v1/nas/").status_code == 403
+    assert billing.post("/api/v1/pppoe-accounts/", body, format="json").status_code == 403
+    support = staff_client(tenant, roles.SUPPORT)
+    assert support.get("/api/v1/radius-sessions/").status_code == 200
+    assert support.post("/api/v1/pppoe-accounts/", body, format="json").status_code == 403
+    auditor = staff_client(tenant, roles.AUDITOR)
+    assert (
+        auditor.patch("/api/v1/radius-settings/", {"suspended_access": "walled_garden"}, format="json").status_code
+        == 403
+    )
+    assert not PppoeAccount.objects.exists()
+    owner = staff_client(tenant, roles.OWNER)
+    changed = owner.patch("/api/v1/radius-settings/", {"suspended_access": "walled_garden"}, format="json")
+    assert changed.status_code == 200
+    assert changed.json()["suspended_access"] == "walled_garden"
+    bad = owner.patch("/api/v1/radius-settings/", {"session_timeout_s": 5, "colour": "red"}, format="json")
+    assert bad.status_code == 400
+    assert set(bad.json()["error"]["fields"]) == {"session_timeout_s", "colour"}
