@@ -43,7 +43,11 @@ migrate: setup
 
 demo: migrate
 	$(ENV) $(PY) manage.py demo_seed --port $${PORT:-8000}
-	$(ENV) DJANGO_DEBUG=1 $(PY) manage.py runserver 127.0.0.1:$${PORT:-8000}
+	@echo "FreeRADIUS (demo): 127.0.0.1:$${RADIUS_AUTH_PORT:-18112}/$${RADIUS_ACCT_PORT:-18113}, log .local/radius-demo.log"
+	$(ENV) { $(PY) manage.py radius_server --auth-port $${RADIUS_AUTH_PORT:-18112} \
+	    --acct-port $${RADIUS_ACCT_PORT:-18113} > .local/radius-demo.log 2>&1 & RADIUS_PID=$$!; \
+	  trap 'kill $$RADIUS_PID 2>/dev/null' EXIT; \
+	  DJANGO_DEBUG=1 $(PY) manage.py runserver 127.0.0.1:$${PORT:-8000}; }
 
 test: setup
 	@$(MAKE) --no-print-directory lint-checks

@@ -121,6 +121,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
 
         previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        stopped_by_signal = False
         try:
             try:
                 server.start()
@@ -135,12 +136,14 @@ class Command(BaseCommand):
             self.stdout.write(f"radius_server: run directory {server.run_dir}, spool {server.spool_dir}")
             self._follow(server)
         except _Stop as stop:
+            stopped_by_signal = True
             self.stdout.write(f"radius_server: {stop}, stopping")
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             status = server.stop()
-        if status not in (None, 0, -signal.SIGTERM):
+        # Ctrl-C reaches FreeRADIUS too (same process group): its own exit status then is no error.
+        if not stopped_by_signal and status not in (None, 0, -signal.SIGTERM):
             raise CommandError(f"freeradius exited with status {status}")
 
     def _follow(self, server: FreeRadiusServer) -> None:

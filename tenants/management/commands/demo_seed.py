@@ -78,6 +78,15 @@ class Command(BaseCommand):
                 f"Seeded billing: {billed['tax_rates']} tax rates, {billed['usage_rows']} usage rows, "
                 f"{billed['invoices_issued']} invoices, {billed['payments']} payments."
             )
+        from network.demo import seed_demo_network
+
+        with tenant_context(tenant):
+            network = seed_demo_network()
+        if any(network.values()):
+            self.stdout.write(
+                f"Seeded network: {network['nas']} NAS, {network['pppoe_accounts']} PPPoE accounts, "
+                f"{network['sessions']} sessions (DEV-ONLY PPPoE passwords in .local/demo-pppoe.json)."
+            )
         port = options["port"]
         self.stdout.write("")
         self.stdout.write(f"  Staff admin : http://{tenant.primary_host}:{port}/admin/")
