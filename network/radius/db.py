@@ -274,6 +274,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp 
 DECLARE
     t text := TG_TABLE_SCHEMA;
     u text;
+    plan bigint;
     rec record;
 BEGIN
     rec := CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
@@ -292,10 +293,16 @@ BEGIN
             PERFORM radius.subscriber_refresh(t, u);
         END LOOP;
     ELSIF TG_TABLE_NAME IN ('customers_plan', 'network_planradiusprofile') THEN
+        -- (two branches: a record field that the row type lacks is an error even in a CASE arm)
+        IF TG_TABLE_NAME = 'customers_plan' THEN
+            plan := rec.id;
+        ELSE
+            plan := rec.plan_id;
+        END IF;
         FOR u IN EXECUTE format(
             'SELECT a.username FROM %1$I.network_pppoeaccount a JOIN %1$I.customers_subscription s '
             'ON s.id = a.subscription_id WHERE s.plan_id = $1', t)
-            USING CASE WHEN TG_TABLE_NAME = 'customers_plan' THEN rec.id ELSE rec.plan_id END LOOP
+            USING plan LOOP
             PERFORM radius.subscriber_refresh(t, u);
         END LOOP;
     ELSIF TG_TABLE_NAME = 'network_radiussettings' THEN

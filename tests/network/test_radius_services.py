@@ -329,3 +329,31 @@ def test_fair_use_follows_usage_in_the_current_period(tenant):
     # Next period: back under the cap.
     next_month = today + datetime.timedelta(days=32)
     assert ns.radius_enforce_fair_use(today=next_month, send=False)["back_under_cap"] == [sub.pk]
+
+
+@pytest.mark.business_logic_protection
+@pytest.mark.behavior
+def test_freeradius_sees_every_change_that_decides_a_reply_in_the_same_transaction(tenant):
+    """radius.subscriber follows the tables through triggers: plan speeds, plan profile, tenant
+    settings, subscription status and account fields, without any call from the code."""
+    from network.models import PlanRadiusProfile
+
+    plan = PlanFactory(download_kbps=30_000, upload_kbps=5_000)
+    sub, account = _subscriber(plan, username="sync-1")
+    assert _reply("sync-1")["Mikrotik-Rate-Limit"] == "5000k/30000k"
+    cs.plan_update(plan=plan, changes={"download_kbps": 60_000}, actor=ACTOR)
+    assert _reply("sync-1")["Mikrotik-Rate-Limit"] == "5000k/60000k"
+    PlanRadiusProfile.objects.create(plan=plan, session_timeout_s=3600, framed_pool="p1")
+    assert _reply("sync-1")["Session-Timeout"] == "3600"
+    assert _reply("sync-1")["Framed-Pool"] == "p1"
+    ns.radius_settings_update(changes={"interim_interval_s": 600}, actor=ACTOR)
+    assert _reply("sync-1")["Acct-Interim-Interval"] == "600"
+    ns.pppoe_account_update(account=account, changes={"simultaneous_use": 2}, actor=ACTOR)
+    _acct("Start", user="sync-1", session="y1")
+    assert "Auth-Type" not in _check("sync-1")  # 1 open of 2 allowed
+    _acct("Start", user="sync-1", session="y2")
+    assert _check("sync-1")["Auth-Type"] == "Reject"  # 2 open of 2
+    _acct("Stop", user="sync-1", session="y2", cause="User-Request")
+    assert "Auth-Type" not in _check("sync-1")
+    cs.subscription_terminate(subscription=sub, terminated_on=datetime.date(2026, 11, 30), actor=ACTOR, reason="moved")
+    assert _check("sync-1")["Auth-Type"] == "Reject"
