@@ -6,7 +6,18 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from isp.api.serializers import StrictInput
-from network.models import CoaRequest, Nas, PppoeAccount, RadiusSession, RadiusSettings
+from network.models import (
+    Alarm,
+    CoaRequest,
+    Device,
+    Interface,
+    Nas,
+    Onu,
+    PppoeAccount,
+    ProvisioningJob,
+    RadiusSession,
+    RadiusSettings,
+)
 
 
 class NasOutput(serializers.ModelSerializer):
@@ -141,3 +152,123 @@ class RadiusSettingsInput(StrictInput):
     session_timeout_s = serializers.IntegerField(min_value=60, max_value=31 * 86400, required=False)
     interim_interval_s = serializers.IntegerField(min_value=60, max_value=86400, required=False)
     stale_after_s = serializers.IntegerField(min_value=120, required=False)
+
+
+# --- monitoring -------------------------------------------------------------------------------
+
+
+class DeviceOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Device
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "vendor",
+            "model",
+            "site",
+            "management_ip",
+            "snmp_port",
+            "snmp_version",
+            "poll_enabled",
+            "status",
+            "sys_descr",
+            "sys_uptime_cs",
+            "last_polled_at",
+            "last_seen_at",
+            "nas",
+        ]
+
+
+class InterfaceOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Interface
+        fields = [
+            "id",
+            "device",
+            "if_index",
+            "name",
+            "descr",
+            "alias",
+            "speed_bps",
+            "admin_status",
+            "oper_status",
+            "monitored",
+            "in_bps",
+            "out_bps",
+            "last_sample_at",
+        ]
+
+
+class TrafficPoint(serializers.Serializer):
+    at = serializers.DateTimeField()
+    in_bps = serializers.FloatField(allow_null=True)
+    out_bps = serializers.FloatField(allow_null=True)
+
+
+class AlarmOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Alarm
+        fields = [
+            "id",
+            "kind",
+            "severity",
+            "state",
+            "device",
+            "interface",
+            "onu",
+            "summary",
+            "details",
+            "opened_at",
+            "last_seen_at",
+            "cleared_at",
+            "occurrences",
+            "flap_count",
+            "flapping",
+            "acknowledged_at",
+            "acknowledged_by",
+        ]
+
+
+class AlarmAcknowledgeInput(StrictInput):
+    note = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+
+class AlarmClearInput(StrictInput):
+    reason = serializers.CharField(max_length=500)
+
+
+class OnuOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Onu
+        fields = [
+            "id",
+            "olt",
+            "pon_port",
+            "serial",
+            "onu_index",
+            "state",
+            "subscription",
+            "authorised_at",
+            "rx_power_dbm",
+            "tx_power_dbm",
+            "last_seen_at",
+        ]
+
+
+class ProvisioningJobOutput(serializers.ModelSerializer):
+    class Meta:
+        model = ProvisioningJob
+        fields = [
+            "id",
+            "subscription",
+            "action",
+            "state",
+            "steps_done",
+            "current_step",
+            "error",
+            "attempts",
+            "created_at",
+            "updated_at",
+            "finished_at",
+        ]

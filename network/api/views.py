@@ -7,8 +7,13 @@ write; support and auditor read; billing_admin has no access to the network."""
 
 from __future__ import annotations
 
+import datetime
+
+from django.db import transaction
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -16,8 +21,24 @@ from rest_framework.views import APIView
 
 from compliance.audit import Actor, client_ip
 from customers.models import Subscription
+from network import alarms as alarm_services
 from network import services
-from network.models import CoaRequest, Nas, PppoeAccount, RadiusSession, RadiusSettings
+from network.graphs import traffic_svg
+from network.models import (
+    Alarm,
+    CoaRequest,
+    Device,
+    Interface,
+    InterfaceRollup,
+    InterfaceSample,
+    Nas,
+    Onu,
+    PppoeAccount,
+    ProvisioningJob,
+    RadiusSession,
+    RadiusSettings,
+)
+from network.outage import outage_report
 
 from . import serializers as s
 
@@ -163,3 +184,127 @@ class RadiusSettingsView(APIView):
         data.is_valid(raise_exception=True)
         settings_row = services.radius_settings_update(changes=dict(data.validated_data), **_audit_context(request))
         return Response(s.RadiusSettingsOutput(settings_row).data)
+
+
+# --- monitoring ---------------------------------------------------------------------------------
+
+
+class DeviceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Managed devices (routers, switches, BRAS, OLTs) and their polling state (read)."""
+
+    required_permissions = {"list": ["network.view_device"], "retrieve": ["network.view_device"]}
+    serializer_class = s.DeviceOutput
+    queryset = Device.objects.all()
+    filterset_fields = ("kind", "status", "site")
+    ordering = ("name",)
+
+
+def traffic_points(interface: Interface, *, end: datetime.datetime, hours: int = 24) -> list[tuple]:
+    """Raw samples where there are any in the period, hourly roll-ups before them."""
+    start = end - datetime.timedelta(hours=hours)
+    samples = list(
+        InterfaceSample.objects.filter(interface=interface, sampled_at__gte=start, sampled_at__lte=end)
+        .order_by("sampled_at")
+        .values_list("sampled_at", "in_bps", "out_bps")
+    )
+    first_raw = samples[0][0] if samples else end
+    rollups = list(
+        InterfaceRollup.objects.filter(interface=interface, hour__gte=start, hour__lt=first_raw)
+        .order_by("hour")
+        .values_list("hour", "in_bps_avg", "out_bps_avg")
+    )
+    return rollups + samples
+
+
+class InterfaceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Interfaces with their last rates; `traffic/` gives the last 24 h (JSON, or an SVG graph with ?as=svg)."""
+
+    required_permissions = {
+        "list": ["network.view_interface"],
+        "retrieve": ["network.view_interface"],
+        "traffic": ["network.view_interface"],
+    }
+    serializer_class = s.InterfaceOutput
+    queryset = Interface.objects.select_related("device")
+    filterset_fields = ("device", "oper_status")
+    ordering = ("device_id", "if_index")
+
+    @extend_schema(
+        responses=s.TrafficPoint(many=True),
+        parameters=[OpenApiParameter("as", str, enum=["json", "svg"], description="svg: the graph as image/svg+xml")],
+    )
+    @action(detail=True, methods=["get"])
+    def traffic(self, request, pk=None):
+        interface = self.get_object()
+        end = timezone.now()
+        points = traffic_points(interface, end=end)
+        if request.query_params.get("as") == "svg":
+            title = f"{interface.device.name} {interface.name or interface.if_index} - last 24 h"
+            svg = traffic_svg(points, title=title, end=end, speed_bps=interface.speed_bps)
+            return HttpResponse(svg, content_type="image/svg+xml")
+        return Response([{"at": at, "in_bps": i, "out_bps": o} for at, i, o in points])
+
+
+@extend_schema_view(
+    acknowledge=extend_schema(request=s.AlarmAcknowledgeInput, responses=s.AlarmOutput),
+    clear=extend_schema(request=s.AlarmClearInput, responses=s.AlarmOutput),
+)
+class AlarmViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Alarms: open ones first. Acknowledge (someone is on it) or clear by hand (with a reason);
+    `outage/` lists the subscribers affected by a device-unreachable alarm."""
+
+    required_permissions = {
+        "list": ["network.view_alarm"],
+        "retrieve": ["network.view_alarm"],
+        "acknowledge": ["network.change_alarm"],
+        "clear": ["network.change_alarm"],
+        "outage": ["network.view_alarm", "customers.view_subscription"],
+    }
+    serializer_class = s.AlarmOutput
+    queryset = Alarm.objects.all()
+    filterset_fields = ("state", "kind", "severity", "device", "flapping")
+    ordering = ("state", "-opened_at", "-id")
+
+    @action(detail=True, methods=["post"])
+    def acknowledge(self, request, pk=None):
+        data = s.AlarmAcknowledgeInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        with transaction.atomic():
+            alarm = alarm_services.alarm_acknowledge(
+                alarm=self.get_object(), note=data.validated_data["note"], **_audit_context(request)
+            )
+        return Response(s.AlarmOutput(alarm).data)
+
+    @action(detail=True, methods=["post"])
+    def clear(self, request, pk=None):
+        data = s.AlarmClearInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        alarm = alarm_services.alarm_clear_manually(
+            alarm=self.get_object(), reason=data.validated_data["reason"], **_audit_context(request)
+        )
+        return Response(s.AlarmOutput(alarm).data)
+
+    @extend_schema(responses={200: dict})
+    @action(detail=True, methods=["get"])
+    def outage(self, request, pk=None):
+        return Response(outage_report(self.get_object()).as_json())
+
+
+class OnuViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """GPON ONUs with their state and optical levels (dBm)."""
+
+    required_permissions = {"list": ["network.view_onu"], "retrieve": ["network.view_onu"]}
+    serializer_class = s.OnuOutput
+    queryset = Onu.objects.all()
+    filterset_fields = ("olt", "state", "subscription")
+    ordering = ("olt_id", "pon_port_id", "onu_index")
+
+
+class ProvisioningJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Provisioning status per subscription: steps done, the failed step and its error."""
+
+    required_permissions = {"list": ["network.view_provisioningjob"], "retrieve": ["network.view_provisioningjob"]}
+    serializer_class = s.ProvisioningJobOutput
+    queryset = ProvisioningJob.objects.all()
+    filterset_fields = ("subscription", "state", "action")
+    ordering = ("-created_at", "-id")

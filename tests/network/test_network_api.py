@@ -101,3 +101,68 @@ def test_roles_on_the_network_api(tenant, staff_client):
     bad = owner.patch("/api/v1/radius-settings/", {"session_timeout_s": 5, "colour": "red"}, format="json")
     assert bad.status_code == 400
     assert set(bad.json()["error"]["fields"]) == {"session_timeout_s", "colour"}
+
+
+def _device_with_alarm():
+    from django.utils import timezone
+
+    from network.models import Alarm, Device, Interface
+
+    device = Device.objects.create(name="edge-1", kind="router", management_ip="192.0.2.10")
+    iface = Interface.objects.create(device=device, if_index=1, name="ge-0/0/1", speed_bps=1_000_000_000)
+    now = timezone.now()
+    alarm = Alarm.objects.create(
+        kind="device_unreachable",
+        severity="critical",
+        dedupe_key=f"device_unreachable:device:{device.pk}",
+        device=device,
+        summary="edge-1 unreachable",
+        opened_at=now,
+        last_seen_at=now,
+    )
+    return device, iface, alarm
+
+
+@pytest.mark.behavior
+def test_alarm_acknowledge_and_clear_through_the_api(tenant, staff_client):
+    device, _iface, alarm = _device_with_alarm()
+    support = staff_client(tenant, roles.SUPPORT)
+    assert support.get("/api/v1/alarms/?state=open").json()["results"][0]["id"] == alarm.pk
+    assert support.post(f"/api/v1/alarms/{alarm.pk}/acknowledge/", {}, format="json").status_code == 403
+    ops = staff_client(tenant, roles.NETWORK_OPS)
+    acked = ops.post(f"/api/v1/alarms/{alarm.pk}/acknowledge/", {"note": "on site at 10:00"}, format="json")
+    assert acked.status_code == 200
+    assert acked.json()["acknowledged_by"]
+    no_reason = ops.post(f"/api/v1/alarms/{alarm.pk}/clear/", {}, format="json")
+    assert no_reason.status_code == 400
+    cleared = ops.post(f"/api/v1/alarms/{alarm.pk}/clear/", {"reason": "device retired"}, format="json")
+    assert cleared.json()["state"] == "cleared"
+    actions = set(AuditEvent.objects.filter(object_id=str(alarm.pk)).values_list("action", flat=True))
+    assert {"alarm.acknowledged", "alarm.cleared_manually"} <= actions
+    outage = ops.get(f"/api/v1/alarms/{alarm.pk}/outage/")
+    assert outage.status_code == 200
+    assert outage.json()["count"] == 0
+
+
+@pytest.mark.behavior
+def test_interface_traffic_as_json_and_as_a_graph(tenant, staff_client):
+    from django.utils import timezone
+
+    from network.models import InterfaceSample
+
+    _device, iface, _alarm = _device_with_alarm()
+    now = timezone.now()
+    InterfaceSample.objects.bulk_create(
+        InterfaceSample(
+            interface=iface, sampled_at=now - datetime.timedelta(minutes=5 * i), in_bps=1e8 + i, out_bps=2e7
+        )
+        for i in range(12)
+    )
+    ops = staff_client(tenant, roles.NETWORK_OPS)
+    series = ops.get(f"/api/v1/interfaces/{iface.pk}/traffic/").json()
+    assert len(series) == 12
+    assert series[0]["in_bps"] == 1e8 + 11  # oldest first
+    svg = ops.get(f"/api/v1/interfaces/{iface.pk}/traffic/?as=svg")
+    assert svg["Content-Type"] == "image/svg+xml"
+    assert b"edge-1 ge-0/0/1" in svg.content
+    assert b"<polyline" in svg.content
