@@ -11,16 +11,32 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import F
 from django.utils.html import format_html
 
 from customers.admin import ServiceAdmin, ServiceForm, _audit_context
 
 from . import services
-from .models import CoaRequest, Nas, PlanRadiusProfile, PppoeAccount, RadiusSession, RadiusSettings
+from .models import (
+    Alarm,
+    CoaRequest,
+    Device,
+    Interface,
+    IpPool,
+    Nas,
+    Onu,
+    PlanRadiusProfile,
+    PppoeAccount,
+    ProvisioningJob,
+    RadiusSession,
+    RadiusSettings,
+    Site,
+)
 
 
 class NasForm(ServiceForm):
-    secret = forms.CharField(
+    # Not named `secret`: that is the model's (non-editable) ciphertext column.
+    shared_secret = forms.CharField(
         widget=forms.PasswordInput(render_value=False),
         required=False,
         help_text="Shared secret (8-128 printable characters). Leave empty to keep the current one.",
@@ -39,11 +55,11 @@ class NasAdmin(ServiceAdmin):
     search_fields = ("name", "ip_address")
 
     def persist(self, request, form, cleaned_data, *, obj):
-        secret = cleaned_data.get("secret") or None
+        secret = cleaned_data.get("shared_secret") or None
         fields = {f: cleaned_data[f] for f in ("name", "ip_address", "vendor", "coa_port", "description", "is_active")}
         if obj is None:
             if secret is None:
-                raise ValidationError({"secret": "A new NAS needs its shared secret."})
+                raise ValidationError({"shared_secret": "A new NAS needs its shared secret."})
             is_active = fields.pop("is_active")
             nas = services.nas_register(secret=secret, **fields, **_audit_context(request))
             if not is_active:
@@ -197,3 +213,128 @@ class RadiusSessionAdmin(ReadOnlyAdmin):
 class CoaRequestAdmin(ReadOnlyAdmin):
     list_display = ("requested_at", "kind", "reason", "subscription", "nas", "outcome", "attempts", "error_cause")
     list_filter = ("kind", "outcome", "reason")
+
+
+# --- monitoring ----------------------------------------------------------------------------------
+
+GRAPHED_INTERFACES = 8
+
+
+def _traffic_graphs(interfaces) -> str:
+    from django.utils import timezone
+    from django.utils.safestring import mark_safe
+
+    from network.api.views import traffic_points
+    from network.graphs import traffic_svg
+
+    end = timezone.now()
+    graphs = []
+    for interface in interfaces:
+        title = f"{interface.device.name} {interface.name or interface.if_index} - last 24 h"
+        points = traffic_points(interface, end=end)
+        # traffic_svg escapes every text it draws; the SVG is ours, not user HTML.
+        graphs.append(traffic_svg(points, title=title, end=end, speed_bps=interface.speed_bps))
+    return mark_safe("<br>".join(graphs)) if graphs else "No interfaces discovered yet."  # noqa: S308
+
+
+class InterfaceInline(admin.TabularInline):
+    model = Interface
+    fields = ("if_index", "name", "alias", "speed_bps", "admin_status", "oper_status", "in_bps", "out_bps")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Device)
+class DeviceAdmin(ReadOnlyAdmin):
+    list_display = ("name", "kind", "vendor", "management_ip", "status", "last_polled_at", "site")
+    list_filter = ("kind", "status", "vendor", "site")
+    search_fields = ("name", "management_ip")
+    exclude = ("snmp_community", "snmp_v3_auth_key", "snmp_v3_priv_key")
+    readonly_fields = ("traffic",)
+    inlines = [InterfaceInline]
+
+    @admin.display(description="Traffic (busiest interfaces)")
+    def traffic(self, obj):
+        busiest = obj.interfaces.select_related("device").order_by(F("in_bps").desc(nulls_last=True))
+        return _traffic_graphs(busiest[:GRAPHED_INTERFACES])
+
+
+@admin.register(Interface)
+class InterfaceAdmin(ReadOnlyAdmin):
+    list_display = ("device", "if_index", "name", "speed_bps", "oper_status", "in_bps", "out_bps", "last_sample_at")
+    list_filter = ("oper_status", "device")
+    search_fields = ("name", "alias", "device__name")
+    readonly_fields = ("traffic",)
+
+    @admin.display(description="Traffic, last 24 h")
+    def traffic(self, obj):
+        return _traffic_graphs([obj])
+
+
+@admin.register(Alarm)
+class AlarmAdmin(ReadOnlyAdmin):
+    list_display = ("opened_at", "severity", "kind", "summary", "state", "flapping", "acknowledged_by", "cleared_at")
+    list_filter = ("state", "severity", "kind", "flapping")
+    search_fields = ("summary", "dedupe_key")
+    actions = ["acknowledge", "clear_by_hand"]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        if not request.user.has_perm("network.change_alarm"):
+            actions.pop("acknowledge", None)
+            actions.pop("clear_by_hand", None)
+        return actions
+
+    @admin.action(description="Acknowledge (someone is on it)")
+    def acknowledge(self, request, queryset):
+        from network import alarms as alarm_services
+
+        done = 0
+        for alarm in queryset.filter(state=Alarm.State.OPEN):
+            with transaction.atomic():
+                alarm_services.alarm_acknowledge(alarm=alarm, **_audit_context(request))
+            done += 1
+        self.message_user(request, f"{done} alarm(s) acknowledged.", messages.SUCCESS)
+
+    @admin.action(description="Clear by hand (the condition is gone or the device retired)")
+    def clear_by_hand(self, request, queryset):
+        from network import alarms as alarm_services
+
+        done = 0
+        for alarm in queryset.filter(state=Alarm.State.OPEN):
+            alarm_services.alarm_clear_manually(
+                alarm=alarm, reason=f"Cleared by hand in the admin by {request.user}", **_audit_context(request)
+            )
+            done += 1
+        self.message_user(request, f"{done} alarm(s) cleared.", messages.SUCCESS)
+
+
+@admin.register(Onu)
+class OnuAdmin(ReadOnlyAdmin):
+    list_display = ("serial", "olt", "pon_port", "onu_index", "state", "rx_power_dbm", "tx_power_dbm", "subscription")
+    list_filter = ("state", "olt")
+    search_fields = ("serial",)
+
+
+@admin.register(ProvisioningJob)
+class ProvisioningJobAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "subscription", "action", "state", "current_step", "attempts", "error")
+    list_filter = ("state", "action")
+
+
+@admin.register(Site)
+class SiteAdmin(admin.ModelAdmin):
+    list_display = ("name", "address")
+
+
+@admin.register(IpPool)
+class IpPoolAdmin(ReadOnlyAdmin):
+    list_display = ("name", "network", "kind", "gateway", "site")
