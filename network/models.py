@@ -367,7 +367,8 @@ class IpAssignment(models.Model):
 
 class PonPort(models.Model):
     olt = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="pon_ports")
-    index = models.PositiveIntegerField(help_text="The vendor's PON port index (from the profile's OIDs).")
+    # 64-bit: Huawei's PON port ifIndexes start at 0xFA000000, above a 32-bit integer column.
+    index = models.PositiveBigIntegerField(help_text="The vendor's PON port index (from the profile's OIDs).")
     name = models.CharField(max_length=64, blank=True)
 
     class Meta:

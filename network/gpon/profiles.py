@@ -45,7 +45,7 @@ INDEX_PARTS = frozenset({"pon_port", "onu_index", "*"})
 # A decoded power outside this range is a broken reading, not a fibre problem: it is reported as no reading.
 PLAUSIBLE_DBM = (Decimal("-50"), Decimal("20"))
 DBM_PLACES = Decimal("0.01")  # what Onu.rx_power_dbm / tx_power_dbm keep
-PON_PORT_MAX = 2**31 - 1  # PonPort.index is a PostgreSQL integer
+PON_PORT_MAX = 2**63 - 1  # PonPort.index is a 64-bit column
 
 _OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
 _VENDOR = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")

@@ -213,14 +213,17 @@ def test_huawei_rows_ignore_oids_of_other_columns_and_malformed_suffixes():
             "tx": [(f"{HUAWEI_TX_OID}.{port}.0", "2147483647")],
         }
     )
-    # Huawei's port ifIndex (0/1/0) is stored minus 0xFA000000: it would not fit a 32-bit column
-    assert rows == [type(rows[0])(8192, 0, "HWTC00000001", "dying_gasp", None, None)]
+    # Huawei's port ifIndex (0/1/0) is stored as it is (PonPort.index is 64-bit)
+    assert rows == [type(rows[0])(4194312192, 0, "HWTC00000001", "dying_gasp", None, None)]
     assert problems == []
 
 
 @pytest.mark.behavior
 def test_a_port_index_outside_the_profiles_range_is_reported_not_stored():
-    profile = profile_load("huawei")
+    import dataclasses
+
+    # A profile that stores ports relative to a base (pon_port_offset): a port below it is refused.
+    profile = dataclasses.replace(profile_load("huawei"), pon_port_offset=4194304000)
     rows, problems = profile.rows({"serial": [(f"{HUAWEI_SERIAL_OID}.4096.0", b"HWTC\x00\x00\x00\x01")]})
     assert rows == []
     assert problems == ["PON port 4096 ONU 0: the port index is out of range for this profile"]

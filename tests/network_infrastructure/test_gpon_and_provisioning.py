@@ -38,7 +38,7 @@ HW_SERIAL, HW_RUN, HW_CAUSE = (
 )
 HW_RX, HW_TX = "1.3.6.1.4.1.2011.6.128.1.1.2.51.1.4", "1.3.6.1.4.1.2011.6.128.1.1.2.51.1.3"
 HW_PORT_0, HW_PORT_1 = 4194312192, 4194312448  # 0/1/0, 0/1/1 (ifIndex)
-HW_INDEX_0, HW_INDEX_1 = 8192, 8448  # stored as ifIndex - 0xFA000000 (the profile's pon_port_offset)
+HW_INDEX_0, HW_INDEX_1 = HW_PORT_0, HW_PORT_1  # stored as the ifIndex (the profile's pon_port_offset is 0)
 HW_NO_READING = 2147483647
 
 # ZTE-like: serial as ASCII; phase state; power = raw * 0.002 - 30, one more index component.
