@@ -14,3 +14,4 @@ class NetworkConfig(AppConfig):
 
         events.subscribe(events.SubscriptionStatusChanged, services.on_status_changed)
         events.subscribe(events.SubscriptionPlanChanged, services.on_plan_changed)
+        from . import tasks_snmp  # noqa: F401 - registers the SNMP polling tasks

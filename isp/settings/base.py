@@ -229,6 +229,14 @@ CELERY_BEAT_SCHEDULE = {
     "billing-dunning-daily": {"task": "billing.dunning_all_tenants", "schedule": crontab(hour=6, minute=0)},
     # Stale RADIUS sessions closed, fair-use speed applied/lifted (CoA), every tenant.
     "network-radius-housekeeping": {"task": "network.radius_housekeeping_all_tenants", "schedule": 300.0},
+    # SNMP polling: every SNMP_POLL_INTERVAL (default 300 s) each tenant's devices are split into
+    # chunks, one task per chunk, spread over the workers (network/tasks_snmp.py).
+    "network-snmp-poll": {
+        "task": "network.snmp_poll_all_tenants",
+        "schedule": env.float("SNMP_POLL_INTERVAL", default=300.0),
+    },
+    # Hourly roll-ups of interface samples, purge past retention.
+    "network-snmp-retention": {"task": "network.snmp_retention_all_tenants", "schedule": crontab(minute=5)},
 }
 
 # --- RADIUS ------------------------------------------------------------------------------
