@@ -265,7 +265,7 @@ class Interface(models.Model):
     """An IF-MIB interface of a device, with the last counters read (to derive rates)."""
 
     device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="interfaces")
-    if_index = models.PositiveIntegerField()
+    if_index = models.PositiveBigIntegerField(help_text="ifIndex (64-bit: Huawei PON ports sit above 2^31).")
     name = models.CharField(max_length=100, blank=True)
     descr = models.CharField(max_length=255, blank=True)
     alias = models.CharField(max_length=255, blank=True)

@@ -636,6 +636,24 @@ class PollRunSummary:
         return {**dataclasses.asdict(self), "devices_per_second": round(self.devices_per_second, 1)}
 
 
+def with_onu_optics(polls: Sequence[DevicePoll], devices: dict[int, Device]) -> list[DevicePoll]:
+    """For every reachable OLT: its ONUs' state and optical levels (network.gpon), attached to the
+    OLT's poll so that fault detection sees ONU offline / dying gasp / low Rx in the same pass.
+    An OLT whose ONU table cannot be read keeps its poll without ONUs (unknown, not cleared)."""
+    from network.gpon.service import OltError, onu_poll_optics
+
+    out = []
+    for poll in polls:
+        device = devices.get(poll.device_id)
+        if poll.reachable and device is not None and device.kind == Device.Kind.OLT:
+            try:
+                poll = dataclasses.replace(poll, onus=onu_poll_optics(device))
+            except OltError as exc:
+                logger.warning("gpon: ONU poll of OLT %s failed: %s", device.pk, exc)
+        out.append(poll)
+    return out
+
+
 def poll_and_store(
     devices: Sequence[Device],
     *,
@@ -656,7 +674,11 @@ def poll_and_store(
         results = discover_devices(to_discover, workers=workers, timeout=timeout, retries=retries)
         summary.discovered = sum(r.created for r in results)
     polls = poll_devices(devices, workers=workers, timeout=timeout, retries=retries, on_result=on_result)
-    stored = store_polls(polls)
+    stored = store_polls(polls, evaluate_faults=False)
+    polls = with_onu_optics(polls, {d.pk: d for d in devices})
+    evaluate = _fault_evaluator()
+    if evaluate is not None and polls:
+        stored.faults = evaluate(list(polls))
     names = {d.pk: d.name for d in devices}
     summary.reachable = stored.reachable
     summary.unreachable = stored.devices - stored.reachable

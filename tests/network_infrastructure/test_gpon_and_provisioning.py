@@ -546,3 +546,50 @@ def test_a_static_ip_outside_every_pool_fails_and_a_static_ip_inside_one_is_rese
     taken = provision(subscription=_subscription(), action="activate", actor=ACTOR, params={"static_ip": "100.64.10.6"})
     assert (taken.state, taken.current_step) == ("failed", "allocate_ip")
     assert "already assigned" in taken.error
+
+
+# --- polling an OLT: ONU alarms and the outage of the whole OLT ---------------------------------------
+
+
+@pytest.mark.behavior
+def test_polling_an_olt_raises_onu_alarms_and_an_olt_outage_lists_its_subscribers(olts, agents, settings):
+    """poll_and_store on an OLT reads its ONUs (network.gpon) in the same pass, so fault detection
+    opens ONU alarms for authorised ONUs; when the OLT stops answering, one device alarm lists the
+    subscribers behind it, and recovery clears it."""
+    from network.models import Alarm
+    from network.outage import outage_report
+    from network.snmp.poller import poll_and_store
+
+    settings.SNMP_POLL_TIMEOUT = 0.5
+    settings.SNMP_POLL_RETRIES = 0
+    olt = olts["huawei"]
+    onu_autofind(olt)
+    online, gasping = Onu.objects.get(serial="HWTC1A2B3C4D"), Onu.objects.get(serial="HWTCE100FF10")
+    subs = [
+        cs.subscription_activate(subscription=_subscription(), activated_on=datetime.date(2026, 11, 1), actor=ACTOR)
+        for _ in range(2)
+    ]
+    onu_authorise(onu=online, subscription=subs[0], actor=ACTOR)
+    onu_authorise(onu=gasping, subscription=subs[1], actor=ACTOR)
+    # The online ONU receives -29.00 dBm: below the low-Rx threshold.
+    agents["huawei"].set(f"{HW_RX}.{HW_PORT_0}.0", "Integer", -2900)
+
+    poll_and_store([olt])
+    kinds = set(Alarm.objects.filter(state="open").values_list("kind", flat=True))
+    assert {"onu_low_rx", "onu_dying_gasp"} <= kinds
+    assert "device_unreachable" not in kinds
+
+    agents["huawei"].pause()
+    try:
+        poll_and_store([olt])
+        [down] = Alarm.objects.filter(state="open", kind="device_unreachable")
+        report = outage_report(down)
+        assert report.count == 2
+        assert {row.subscription_id for row in report.subscriptions} == {s.pk for s in subs}
+    finally:
+        agents["huawei"].resume()
+    agents["huawei"].set(f"{HW_RX}.{HW_PORT_0}.0", "Integer", -2150)
+    poll_and_store([olt])
+    down.refresh_from_db()
+    assert down.state == "cleared"
+    assert not Alarm.objects.filter(state="open", kind="onu_low_rx").exists()
