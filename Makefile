@@ -42,11 +42,13 @@ migrate: setup
 	$(ENV) $(PY) manage.py collectstatic --noinput -v0
 
 demo: migrate
-	$(ENV) $(PY) manage.py demo_seed --port $${PORT:-8000}
-	@echo "FreeRADIUS (demo): 127.0.0.1:$${RADIUS_AUTH_PORT:-18112}/$${RADIUS_ACCT_PORT:-18113}, log .local/radius-demo.log"
-	$(ENV) { $(PY) manage.py radius_server --auth-port $${RADIUS_AUTH_PORT:-18112} \
+	@echo "demo: simulated routers (snmpsim) on 127.0.1.1-3:16100, FreeRADIUS on 127.0.0.1:$${RADIUS_AUTH_PORT:-18112}/$${RADIUS_ACCT_PORT:-18113}; logs in .local/"
+	$(ENV) { $(PY) -m network.snmp.agents --demo --routers 3 --port 16100 > .local/snmp-demo.log 2>&1 & SNMP_PID=$$!; \
+	  $(PY) manage.py radius_server --auth-port $${RADIUS_AUTH_PORT:-18112} \
 	    --acct-port $${RADIUS_ACCT_PORT:-18113} > .local/radius-demo.log 2>&1 & RADIUS_PID=$$!; \
-	  trap 'kill $$RADIUS_PID 2>/dev/null' EXIT; \
+	  trap 'kill $$SNMP_PID $$RADIUS_PID $${POLL_PID:-} 2>/dev/null' EXIT; \
+	  sleep 3; $(PY) manage.py demo_seed --port $${PORT:-8000}; \
+	  ( while sleep 60; do $(PY) manage.py poll_devices --tenant acme --no-progress >> .local/poll-demo.log 2>&1; done ) & POLL_PID=$$!; \
 	  DJANGO_DEBUG=1 $(PY) manage.py runserver 127.0.0.1:$${PORT:-8000}; }
 
 test: setup

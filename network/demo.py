@@ -71,3 +71,66 @@ def seed_demo_network() -> dict[str, int]:
         path.write_text(json.dumps(stored, indent=1))
         path.chmod(0o600)
     return {"nas": created_nas, "pppoe_accounts": created_accounts, "sessions": sessions}
+
+
+# --- SNMP side: the simulated routers `make demo` starts (python -m network.snmp.agents --demo) ---
+
+DEMO_ROUTERS = 3
+DEMO_SNMP_HOST_PREFIX = "127.0.1."
+DEMO_SNMP_PORT = 16100
+
+
+def seed_demo_devices(*, routers: int = DEMO_ROUTERS, port: int = DEMO_SNMP_PORT) -> dict[str, int]:
+    """Register the demo routers, poll them once (discovering their interfaces) and give every
+    interface a day of history: a daily traffic curve around today's measured rate, so the 24 h
+    graphs are readable at once (DEV-ONLY: samples older than the demo are synthetic)."""
+    import datetime
+    import math
+
+    from .inventory import device_register
+    from .models import Device, Interface, InterfaceSample
+    from .snmp.poller import poll_and_store
+
+    actor = Actor.system("manage.py demo_seed")
+    created = 0
+    for seed in range(1, routers + 1):
+        name = f"demo-edge-{seed}"
+        if not Device.objects.filter(name=name).exists():
+            with transaction.atomic():
+                device_register(
+                    name=name,
+                    kind=Device.Kind.ROUTER,
+                    management_ip=f"{DEMO_SNMP_HOST_PREFIX}{seed}",
+                    snmp_port=port,
+                    community="public",
+                    vendor="simulated",
+                    actor=actor,
+                )
+            created += 1
+    devices = list(Device.objects.filter(name__startswith="demo-edge-"))
+    summary = poll_and_store(devices, discover=True, timeout=1.0, retries=0)
+    history = 0
+    now = timezone.now()
+    for interface in Interface.objects.filter(device__in=devices):
+        if InterfaceSample.objects.filter(
+            interface=interface, sampled_at__lt=now - datetime.timedelta(hours=1)
+        ).exists():
+            continue
+        base = interface.in_bps or (interface.speed_bps or 10**9) * 0.3
+        rows = []
+        for step in range(1, 288):
+            at = now - datetime.timedelta(minutes=5 * step)
+            evening = 0.55 + 0.45 * math.sin((at.hour + at.minute / 60 - 14) / 24 * 2 * math.pi)
+            wobble = 1 + 0.08 * math.sin(step * 1.7 + interface.pk)
+            rows.append(
+                InterfaceSample(
+                    interface=interface,
+                    sampled_at=at,
+                    in_bps=base * evening * wobble,
+                    out_bps=base * 0.25 * evening * wobble,
+                    oper_status=interface.oper_status,
+                )
+            )
+        InterfaceSample.objects.bulk_create(rows, batch_size=1000)
+        history += len(rows)
+    return {"devices": created, "reachable": summary.reachable, "samples": history}

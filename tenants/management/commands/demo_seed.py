@@ -87,6 +87,14 @@ class Command(BaseCommand):
                 f"Seeded network: {network['nas']} NAS, {network['pppoe_accounts']} PPPoE accounts, "
                 f"{network['sessions']} sessions (DEV-ONLY PPPoE passwords in .local/demo-pppoe.json)."
             )
+        from network.demo import seed_demo_devices
+
+        with tenant_context(tenant):
+            devices = seed_demo_devices()
+        self.stdout.write(
+            f"Network devices: {devices['devices']} registered, {devices['reachable']} reachable "
+            f"(the simulated routers `make demo` starts), {devices['samples']} history samples."
+        )
         port = options["port"]
         self.stdout.write("")
         self.stdout.write(f"  Staff admin : http://{tenant.primary_host}:{port}/admin/")
