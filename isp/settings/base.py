@@ -198,6 +198,12 @@ SPECTACULAR_SETTINGS = {
         "PaymentStatusEnum": "billing.models.Payment.Status",
         "DiscountKindEnum": "billing.models.Discount.Kind",
         "BillingCategoryEnum": "billing.models.CATEGORY_CHOICES",
+        "CoaRequestKindEnum": "network.models.CoaRequest.Kind",
+        "DeviceKindEnum": "network.models.Device.Kind",
+        "AlarmKindEnum": "network.models.Alarm.Kind",
+        "AlarmStateEnum": "network.models.Alarm.State",
+        "OnuStateEnum": "network.models.Onu.State",
+        "ProvisioningJobStateEnum": "network.models.ProvisioningJob.State",
     },
 }
 

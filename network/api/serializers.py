@@ -272,3 +272,41 @@ class ProvisioningJobOutput(serializers.ModelSerializer):
             "updated_at",
             "finished_at",
         ]
+
+
+class DeviceCreateInput(StrictInput):
+    name = serializers.CharField(max_length=100)
+    kind = serializers.ChoiceField(choices=Device.Kind.choices)
+    management_ip = serializers.IPAddressField()
+    snmp_port = serializers.IntegerField(min_value=1, max_value=65535, default=161)
+    snmp_version = serializers.ChoiceField(choices=Device.SnmpVersion.choices, default=Device.SnmpVersion.V2C)
+    community = serializers.CharField(max_length=64, required=False, write_only=True, trim_whitespace=False)
+    v3_user = serializers.CharField(max_length=64, required=False, default="")
+    v3_auth_key = serializers.CharField(max_length=128, required=False, write_only=True, trim_whitespace=False)
+    v3_priv_key = serializers.CharField(max_length=128, required=False, write_only=True, trim_whitespace=False)
+    vendor = serializers.CharField(max_length=40, required=False, default="")
+    model = serializers.CharField(max_length=60, required=False, default="")
+
+
+class OnuAuthoriseInput(StrictInput):
+    subscription = serializers.IntegerField(min_value=1)
+
+
+class ProvisionInput(StrictInput):
+    subscription = serializers.IntegerField(min_value=1)
+    action = serializers.ChoiceField(choices=ProvisioningJob.Action.choices)
+    params = serializers.DictField(required=False, default=dict)
+
+
+class ProvisionRetryInput(StrictInput):
+    params = serializers.DictField(required=False, default=dict)
+
+
+class ProvisioningJobResult(ProvisioningJobOutput):
+    pppoe_password = serializers.SerializerMethodField(help_text="Only when this run created the credentials.")
+
+    class Meta(ProvisioningJobOutput.Meta):
+        fields = [*ProvisioningJobOutput.Meta.fields, "pppoe_password"]
+
+    def get_pppoe_password(self, obj) -> str | None:
+        return (getattr(obj, "result", None) or {}).get("pppoe_password")

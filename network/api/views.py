@@ -189,10 +189,28 @@ class RadiusSettingsView(APIView):
 # --- monitoring ---------------------------------------------------------------------------------
 
 
+@extend_schema_view(create=extend_schema(request=s.DeviceCreateInput, responses={201: s.DeviceOutput}))
 class DeviceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Managed devices (routers, switches, BRAS, OLTs) and their polling state (read)."""
+    """Managed devices (routers, switches, BRAS, OLTs) and their polling state. SNMP secrets are
+    write-only (encrypted at rest)."""
 
-    required_permissions = {"list": ["network.view_device"], "retrieve": ["network.view_device"]}
+    required_permissions = {
+        "list": ["network.view_device"],
+        "retrieve": ["network.view_device"],
+        "create": ["network.add_device"],
+    }
+    http_method_names = ["get", "post", "head", "options"]
+
+    def create(self, request):
+        from network.inventory import device_register
+
+        data = s.DeviceCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        with transaction.atomic():
+            device = device_register(**values, **_audit_context(request))
+        return Response(s.DeviceOutput(device).data, status=status.HTTP_201_CREATED)
+
     serializer_class = s.DeviceOutput
     queryset = Device.objects.all()
     filterset_fields = ("kind", "status", "site")
@@ -290,20 +308,76 @@ class AlarmViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         return Response(outage_report(self.get_object()).as_json())
 
 
+@extend_schema_view(authorise=extend_schema(request=s.OnuAuthoriseInput, responses=s.OnuOutput))
 class OnuViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """GPON ONUs with their state and optical levels (dBm)."""
+    """GPON ONUs with their state and optical levels (dBm); `authorise/` binds one to a subscription."""
 
-    required_permissions = {"list": ["network.view_onu"], "retrieve": ["network.view_onu"]}
+    required_permissions = {
+        "list": ["network.view_onu"],
+        "retrieve": ["network.view_onu"],
+        "authorise": ["network.change_onu"],
+    }
+
+    @action(detail=True, methods=["post"])
+    def authorise(self, request, pk=None):
+        from network.gpon.service import onu_authorise
+
+        data = s.OnuAuthoriseInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        subscription = get_object_or_404(Subscription, pk=data.validated_data["subscription"])
+        with transaction.atomic():
+            onu = onu_authorise(onu=self.get_object(), subscription=subscription, **_audit_context(request))
+        return Response(s.OnuOutput(onu).data)
+
     serializer_class = s.OnuOutput
     queryset = Onu.objects.all()
     filterset_fields = ("olt", "state", "subscription")
     ordering = ("olt_id", "pon_port_id", "onu_index")
 
 
+@extend_schema_view(
+    create=extend_schema(request=s.ProvisionInput, responses={201: s.ProvisioningJobResult}),
+    retry=extend_schema(request=s.ProvisionRetryInput, responses=s.ProvisioningJobResult),
+)
 class ProvisioningJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Provisioning status per subscription: steps done, the failed step and its error."""
+    """Provisioning status per subscription: steps done, the failed step and its error. POST runs a
+    workflow (activate, suspend, terminate); `retry/` resumes a failed one at its failed step. A
+    PPPoE password created by the run is in that response only."""
 
-    required_permissions = {"list": ["network.view_provisioningjob"], "retrieve": ["network.view_provisioningjob"]}
+    required_permissions = {
+        "list": ["network.view_provisioningjob"],
+        "retrieve": ["network.view_provisioningjob"],
+        "create": ["network.add_provisioningjob"],
+        "retry": ["network.change_provisioningjob"],
+    }
+    http_method_names = ["get", "post", "head", "options"]
+
+    def create(self, request):
+        from network.provisioning import provision
+
+        data = s.ProvisionInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        subscription = get_object_or_404(Subscription, pk=data.validated_data["subscription"])
+        job = provision(
+            subscription=subscription,
+            action=data.validated_data["action"],
+            params=data.validated_data["params"],
+            actor=Actor.from_request(request),
+        )
+        body = s.ProvisioningJobResult(job).data
+        return Response(body, status=status.HTTP_201_CREATED, headers={"Cache-Control": "no-store"})
+
+    @action(detail=True, methods=["post"])
+    def retry(self, request, pk=None):
+        from network.provisioning import provision_retry
+
+        data = s.ProvisionRetryInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        job = provision_retry(
+            self.get_object(), params=data.validated_data["params"] or None, actor=Actor.from_request(request)
+        )
+        return Response(s.ProvisioningJobResult(job).data, headers={"Cache-Control": "no-store"})
+
     serializer_class = s.ProvisioningJobOutput
     queryset = ProvisioningJob.objects.all()
     filterset_fields = ("subscription", "state", "action")

@@ -166,3 +166,50 @@ def test_interface_traffic_as_json_and_as_a_graph(tenant, staff_client):
     assert svg["Content-Type"] == "image/svg+xml"
     assert b"edge-1 ge-0/0/1" in svg.content
     assert b"<polyline" in svg.content
+
+
+@pytest.mark.behavior
+def test_provisioning_through_the_api_and_devices_with_write_only_secrets(tenant, staff_client):
+    from network.models import Device, IpPool, Onu, PonPort
+
+    ops = staff_client(tenant, roles.NETWORK_OPS)
+    created = ops.post(
+        "/api/v1/devices/",
+        {"name": "olt-9", "kind": "olt", "management_ip": "192.0.2.90", "community": "s3cret-ro", "vendor": "zte"},
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    assert "community" not in created.json()
+    olt = Device.objects.get(name="olt-9")
+    assert b"s3cret-ro" not in bytes(olt.snmp_community)
+    port = PonPort.objects.create(olt=olt, index=268501248, name="gpon-olt_1/1/1")
+    onu = Onu.objects.create(olt=olt, pon_port=port, serial="ZTEGC0000001", onu_index=1)
+    IpPool.objects.create(name="api-pool", network="100.64.50.0/29", gateway="100.64.50.1")
+    customer = CustomerFactory()
+    sub = cs.subscription_create(
+        customer=customer, plan=PlanFactory(), service_address=ServiceAddressFactory(customer=customer), actor=ACTOR
+    )
+    job = ops.post(
+        "/api/v1/provisioning-jobs/",
+        {"subscription": sub.pk, "action": "activate", "params": {"pool": "api-pool", "onu_serial": "ZTEGC0000001"}},
+        format="json",
+    )
+    assert job.status_code == 201, job.content
+    body = job.json()
+    assert body["state"] == "done"
+    assert body["steps_done"] == ["allocate_ip", "radius_credentials", "bind_onu", "mark_active"]
+    assert body["pppoe_password"]
+    onu.refresh_from_db()
+    assert onu.subscription_id == sub.pk
+    listed = ops.get(f"/api/v1/provisioning-jobs/{body['id']}/").json()
+    assert "pppoe_password" not in listed
+    # Activating again is idempotent: nothing is allocated or created twice, no new password.
+    again = ops.post("/api/v1/provisioning-jobs/", {"subscription": sub.pk, "action": "activate"}, format="json")
+    assert again.json()["state"] == "done"
+    assert again.json()["pppoe_password"] is None
+    from network.models import IpAssignment
+
+    assert IpAssignment.objects.filter(subscription=sub).count() == 1
+    assert PppoeAccount.objects.filter(subscription=sub).count() == 1
+    bad = ops.post("/api/v1/provisioning-jobs/", {"subscription": sub.pk, "action": "explode"}, format="json")
+    assert bad.status_code == 400
