@@ -70,6 +70,7 @@ bench: setup migrate
 	$(call bench,bench_billing --customers 10000 --workers 2)
 	$(call bench,bench_radius --subscribers 1000 --in-flight 200)
 	$(call bench,bench_provisioning --subscriptions 1000 --workers 2)
+	$(call bench,bench_polling --devices 1000 --agents 2)
 	@echo "bench: results in $(BENCH_DIR)/"
 
 clean-local:
