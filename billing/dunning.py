@@ -26,19 +26,18 @@ from __future__ import annotations
 
 import datetime
 import logging
-import zoneinfo
 from dataclasses import asdict, dataclass, field
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, QuerySet
-from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from compliance.audit import Actor, audit_record
 from compliance.pii.keystore import key_scope
 from customers.models import Customer, Subscription
 from customers.services import subscription_reactivate, subscription_suspend
+from tenants.clock import tenant_today  # noqa: F401 - re-exported
 from tenants.models import Tenant
 
 from .models import DunningEvent, Invoice
@@ -51,11 +50,6 @@ DUNNING_ACTOR = Actor.system("dunning")
 # subscription that staff suspended for another reason stays suspended).
 REASON_PREFIX = "dunning:"
 REMINDER_STEPS = ((1, DunningEvent.Kind.REMINDER_1), (7, DunningEvent.Kind.REMINDER_7))
-
-
-def tenant_today() -> datetime.date:
-    """Today in the current tenant's time zone."""
-    return timezone.now().astimezone(zoneinfo.ZoneInfo(connection.tenant.time_zone)).date()
 
 
 def open_invoices() -> QuerySet[Invoice]:

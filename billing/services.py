@@ -29,6 +29,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from compliance.audit import Actor, audit_record
+from tenants.clock import tenant_today  # noqa: F401 - re-exported
 
 from . import balances, selectors
 from .domain.money import ZERO
@@ -71,12 +72,6 @@ def tenant_terms() -> TenantTerms:
         bill_during_suspension=tenant.bill_during_suspension,
         payment_terms_days=tenant.payment_terms_days,
     )
-
-
-def tenant_today() -> datetime.date:
-    import zoneinfo
-
-    return timezone.now().astimezone(zoneinfo.ZoneInfo(connection.tenant.time_zone)).date()
 
 
 @transaction.atomic

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -28,7 +27,6 @@ from django.db import connection
 from django_tenants.utils import tenant_context
 
 from compliance.audit import Actor
-from compliance.pii.bench import bench_tenant_cleanup
 
 from .radius.loadgen import LoadResult, run_acct_load, run_auth_load
 from .radius.server import BaselineUser, FreeRadiusServer
@@ -37,7 +35,6 @@ from .radius.server import BaselineUser, FreeRadiusServer
 # buffers overflow on this box and retransmits stall the client (measured, docs/radius.md).
 ACCT_IN_FLIGHT = 64
 NAS_SECRET = "bench-nas-secret"  # noqa: S105 - a throwaway NAS of the benchmark tenant
-_TOKEN_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"  # noqa: S105 - not a secret
 
 
 @dataclass
@@ -133,124 +130,116 @@ def bench_radius(
     *, subscribers: int = 1000, in_flight: int = 200, rounds: int = 20, log: Callable[[str], None] | None = None
 ) -> RadiusBenchResult:
     from network import services as ns
-    from tenants.models import schema_name_for_slug
-    from tenants.services import tenant_create
+
+    from .bench_support import throwaway_tenant
 
     if subscribers < 1 or in_flight < 1 or rounds < 1:
         raise ValueError("subscribers, in_flight and rounds must be at least 1")
     say = log or (lambda _line: None)
     logging.getLogger("network.radius.loadgen").setLevel(logging.WARNING)  # one line per socket otherwise
-    token = "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(6))
-    slug = f"bench-rad-{token}"
-    schema = schema_name_for_slug(slug)
-    actor = Actor.system(f"bench_radius run {token}")
-    connection.set_schema_to_public()
     servers: list[FreeRadiusServer] = []
-    tenant = None
-    try:
-        say(f"(a) tenant {slug}: {subscribers} subscribers")
-        tenant = tenant_create(
-            slug=slug,
-            name=f"Bench RADIUS {token}",
-            currency="USD",
-            country="US",
-            admin_email=f"owner@{slug}.example",
-            actor=actor,
-        ).tenant
-        nas_ip = _free_loopback()
-        with tenant_context(tenant):
-            credentials = build_subscribers(schema=schema, count=subscribers, actor=actor, say=say)
-            ns.nas_register(name="bench-bras", ip_address=nas_ip, secret=NAS_SECRET, actor=actor)
-            reply = _reply_of(credentials[0][0])
-        say(f"  {len(credentials)} PPPoE accounts; NAS {nas_ip}; reply {reply}")
-        product = FreeRadiusServer(mode="sql", database=_db_params(), name=f"bench-sql-{token}")
-        baseline = FreeRadiusServer(
-            mode="files",
-            name=f"bench-files-{token}",
-            static_client_secret=NAS_SECRET,
-            users=[BaselineUser(u, p, reply=dict(reply.items())) for u, p in credentials],
-        )
-        for server in (baseline, product):
-            servers.append(server.start())
-        say(f"  FreeRADIUS sql on :{product.auth_port}/{product.acct_port}, files baseline on :{baseline.auth_port}")
-
-        requests = len(credentials) * rounds
-
-        def auth(server: FreeRadiusServer, source: str, count: int, flight: int) -> LoadResult:
-            return asyncio.run(
-                run_auth_load(
-                    server="127.0.0.1",
-                    port=server.auth_port,
-                    secret=NAS_SECRET.encode(),
-                    credentials=credentials,
-                    in_flight=flight,
-                    source_ip=source,
-                    nas_ip=source,
-                    timeout=2.0,
-                    retries=1,
-                    requests=count,
-                )
+    with throwaway_tenant("bench-rad", say=say) as (tenant, actor):
+        try:
+            schema = tenant.schema_name
+            say(f"  {subscribers} subscribers")
+            nas_ip = _free_loopback()
+            with tenant_context(tenant):
+                credentials = build_subscribers(schema=schema, count=subscribers, actor=actor, say=say)
+                ns.nas_register(name="bench-bras", ip_address=nas_ip, secret=NAS_SECRET, actor=actor)
+                reply = _reply_of(credentials[0][0])
+            say(f"  {len(credentials)} PPPoE accounts; NAS {nas_ip}; reply {reply}")
+            product = FreeRadiusServer(mode="sql", database=_db_params(), name=f"{schema}-sql")
+            baseline = FreeRadiusServer(
+                mode="files",
+                name=f"{schema}-files",
+                static_client_secret=NAS_SECRET,
+                users=[BaselineUser(u, p, reply=dict(reply.items())) for u, p in credentials],
+            )
+            for server in (baseline, product):
+                servers.append(server.start())
+            say(
+                f"  FreeRADIUS sql on :{product.auth_port}/{product.acct_port}, files baseline on :{baseline.auth_port}"
             )
 
-        say(f"(b) authentication: {requests} requests, {in_flight} in flight")
-        auth(product, nas_ip, min(requests, 2000), in_flight)  # warm-up: connections, caches
-        auth(baseline, "127.0.0.1", min(requests, 2000), in_flight)
-        base = auth(baseline, "127.0.0.1", requests, in_flight).summary()
-        say(f"  baseline (files): {base['per_second']:,.0f} auth/s, p50 {base['p50_ms']} ms, p99 {base['p99_ms']} ms")
-        prod = auth(product, nas_ip, requests, in_flight).summary()
-        say(
-            f"  product (sql):    {prod['per_second']:,.0f} auth/s, p50 {prod['p50_ms']} ms, p99 {prod['p99_ms']} ms, "
-            f"{prod['accepted']}/{prod['sent']} accepted, {prod['timeouts']} timeouts"
-        )
-        say(f"(c) burst: all {len(credentials)} subscribers re-authenticate at once")
-        burst = auth(product, nas_ip, len(credentials), len(credentials)).summary()
-        say(f"  {burst['accepted']}/{burst['sent']} accepted in {burst['wall_s']} s, p99 {burst['p99_ms']} ms")
+            requests = len(credentials) * rounds
 
-        acct_flight = min(in_flight, ACCT_IN_FLIGHT)
-        usernames = [u for u, _ in credentials]
-
-        def acct_load(names: list[str], interims: int) -> dict:
-            return asyncio.run(
-                run_acct_load(
-                    server="127.0.0.1",
-                    port=product.acct_port,
-                    secret=NAS_SECRET.encode(),
-                    usernames=names,
-                    in_flight=acct_flight,
-                    interim_updates=interims,
-                    source_ip=nas_ip,
-                    nas_ip=nas_ip,
-                    timeout=3.0,
-                    retries=1,
+            def auth(server: FreeRadiusServer, source: str, count: int, flight: int) -> LoadResult:
+                return asyncio.run(
+                    run_auth_load(
+                        server="127.0.0.1",
+                        port=server.auth_port,
+                        secret=NAS_SECRET.encode(),
+                        credentials=credentials,
+                        in_flight=flight,
+                        source_ip=source,
+                        nas_ip=source,
+                        timeout=2.0,
+                        retries=1,
+                        requests=count,
+                    )
                 )
-            ).summary()
 
-        say(f"(d) accounting, {acct_flight} in flight: a Start for each of {len(usernames)} new sessions")
-        starts = acct_load(usernames, 0)
-        say(f"  {starts['per_second']:,.0f} new sessions/s, {starts['accepted']}/{starts['sent']} answered")
-        say("    then a Start and two Interim-Updates per session (a second set of sessions)")
-        acct = acct_load([f"{u}" for u in usernames], 2)
-        with tenant_context(tenant), connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM network_radiussession")
-            stored = cursor.fetchone()[0]
-        acct["stored_sessions"] = stored
-        acct["starts_per_s"] = starts["per_second"]
-        acct["starts_sent"] = starts["sent"]
-        acct["starts_answered"] = starts["accepted"]
-        say(
-            f"  {acct['per_second']:,.0f} records/s, {acct['accepted']}/{acct['sent']} answered; "
-            f"{stored} sessions stored (expected {2 * len(usernames)})"
-        )
-        return RadiusBenchResult(
-            subscribers=len(credentials), in_flight=in_flight, baseline=base, product=prod, burst=burst, accounting=acct
-        )
-    finally:
-        for server in servers:
-            server.stop()
-        connection.set_schema_to_public()
-        if tenant is not None:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT radius.forget_tenant(%s)", [schema])
-            problems = bench_tenant_cleanup(schema=schema, slug=slug, actor=actor, say=say)
-            for problem in problems:
-                say(f"  cleanup problem: {problem}")
+            say(f"(b) authentication: {requests} requests, {in_flight} in flight")
+            auth(product, nas_ip, min(requests, 2000), in_flight)  # warm-up: connections, caches
+            auth(baseline, "127.0.0.1", min(requests, 2000), in_flight)
+            base = auth(baseline, "127.0.0.1", requests, in_flight).summary()
+            say(
+                f"  baseline (files): {base['per_second']:,.0f} auth/s, "
+                f"p50 {base['p50_ms']} ms, p99 {base['p99_ms']} ms"
+            )
+            prod = auth(product, nas_ip, requests, in_flight).summary()
+            say(
+                f"  product (sql):    {prod['per_second']:,.0f} auth/s, "
+                f"p50 {prod['p50_ms']} ms, p99 {prod['p99_ms']} ms, "
+                f"{prod['accepted']}/{prod['sent']} accepted, {prod['timeouts']} timeouts"
+            )
+            say(f"(c) burst: all {len(credentials)} subscribers re-authenticate at once")
+            burst = auth(product, nas_ip, len(credentials), len(credentials)).summary()
+            say(f"  {burst['accepted']}/{burst['sent']} accepted in {burst['wall_s']} s, p99 {burst['p99_ms']} ms")
+
+            acct_flight = min(in_flight, ACCT_IN_FLIGHT)
+            usernames = [u for u, _ in credentials]
+
+            def acct_load(names: list[str], interims: int) -> dict:
+                return asyncio.run(
+                    run_acct_load(
+                        server="127.0.0.1",
+                        port=product.acct_port,
+                        secret=NAS_SECRET.encode(),
+                        usernames=names,
+                        in_flight=acct_flight,
+                        interim_updates=interims,
+                        source_ip=nas_ip,
+                        nas_ip=nas_ip,
+                        timeout=3.0,
+                        retries=1,
+                    )
+                ).summary()
+
+            say(f"(d) accounting, {acct_flight} in flight: a Start for each of {len(usernames)} new sessions")
+            starts = acct_load(usernames, 0)
+            say(f"  {starts['per_second']:,.0f} new sessions/s, {starts['accepted']}/{starts['sent']} answered")
+            say("    then a Start and two Interim-Updates per session (a second set of sessions)")
+            acct = acct_load([f"{u}" for u in usernames], 2)
+            with tenant_context(tenant), connection.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM network_radiussession")
+                stored = cursor.fetchone()[0]
+            acct["stored_sessions"] = stored
+            acct["starts_per_s"] = starts["per_second"]
+            acct["starts_sent"] = starts["sent"]
+            acct["starts_answered"] = starts["accepted"]
+            say(
+                f"  {acct['per_second']:,.0f} records/s, {acct['accepted']}/{acct['sent']} answered; "
+                f"{stored} sessions stored (expected {2 * len(usernames)})"
+            )
+            return RadiusBenchResult(
+                subscribers=len(credentials),
+                in_flight=in_flight,
+                baseline=base,
+                product=prod,
+                burst=burst,
+                accounting=acct,
+            )
+        finally:
+            for server in servers:
+                server.stop()

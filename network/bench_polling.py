@@ -16,7 +16,6 @@ each device has its own management IP; `agents` snmpd processes share the device
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -26,13 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from django.db import connection, transaction
+from django.db import transaction
 from django_tenants.utils import tenant_context
 
-from compliance.audit import Actor
-from compliance.pii.bench import bench_tenant_cleanup
-
-_TOKEN_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"  # noqa: S105 - not a secret
 BASE_PORT = 16300
 COMMUNITY = "bench-ro"
 
@@ -147,86 +142,69 @@ def bench_polling(*, devices: int = 1000, agents: int = 2, workers: int = 32, lo
     from network.inventory import device_register
     from network.models import Device, Interface
     from network.snmp import poller
-    from tenants.models import schema_name_for_slug
-    from tenants.services import tenant_create
+
+    from .bench_support import throwaway_tenant
 
     if not 1 <= devices <= 250 * 250 or agents < 1 or workers < 1:
         raise ValueError("devices 1..62500, agents and workers at least 1")
     say: Callable[[str], None] = log or (lambda _line: None)
-    token = "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(6))
-    slug = f"bench-poll-{token}"
-    schema = schema_name_for_slug(slug)
-    actor = Actor.system(f"bench_polling run {token}")
-    connection.set_schema_to_public()
-    tenant = None
     addresses = [device_address(i) for i in range(devices)]
     shares = [addresses[k::agents] for k in range(agents)]
     snmpd = SnmpdAgents(shares)
-    try:
-        say(f"(a) tenant {slug}: {devices} devices on {agents} snmpd agent(s)")
-        tenant = tenant_create(
-            slug=slug,
-            name=f"Bench polling {token}",
-            currency="USD",
-            country="US",
-            admin_email=f"owner@{slug}.example",
-            actor=actor,
-        ).tenant
-        snmpd.start()
-        with tenant_context(tenant):
-            port_of = {address: BASE_PORT + k for k, share in enumerate(shares) for address in share}
-            for i, address in enumerate(addresses):
-                with transaction.atomic():
-                    device_register(
-                        name=f"bench-{i:05d}",
-                        kind=Device.Kind.SWITCH,
-                        management_ip=address,
-                        snmp_port=port_of[address],
-                        community=COMMUNITY,
-                        actor=actor,
-                    )
-            rows = list(Device.objects.order_by("pk"))
-            poller.discover_devices(rows, workers=workers, timeout=2.0, retries=1)
-            interfaces = Interface.objects.filter(device=rows[0]).count()
-            first = poller.poll_devices(rows, workers=workers, timeout=2.0, retries=1)
-            poller.store_polls(first)
-            say(f"  {interfaces} interfaces per device; first poll stored (counter baselines)")
-            time.sleep(1.0)  # let the counters move
-            rows = list(Device.objects.order_by("pk"))
-            say(f"(b) measured round: poll {devices} devices ({workers} in flight), then store")
-            started = time.perf_counter()
-            polls = poller.poll_devices(rows, workers=workers, timeout=2.0, retries=1)
-            poll_s = time.perf_counter() - started
-            started = time.perf_counter()
-            stored = poller.store_polls(polls, evaluate_faults=False)
-            write_s = time.perf_counter() - started
-            evaluate = poller._fault_evaluator()
-            if evaluate is not None:
-                evaluate(list(polls))
-            store_s = time.perf_counter() - started
-            say(f"  storage: samples and state {write_s:.2f} s, fault detection {store_s - write_s:.2f} s")
-            reachable = sum(1 for p in polls if p.reachable)
-            oids = poller._poll_oids(poller.build_jobs([rows[0]])[0])
-            say(
-                f"  polled in {poll_s:.2f} s, stored in {store_s:.2f} s ({stored.samples} samples); "
-                f"{reachable}/{devices} reachable; {len(oids)} values per device"
+    with throwaway_tenant("bench-poll", say=say) as (tenant, actor):
+        try:
+            say(f"  {devices} devices on {agents} snmpd agent(s)")
+            snmpd.start()
+            with tenant_context(tenant):
+                port_of = {address: BASE_PORT + k for k, share in enumerate(shares) for address in share}
+                for i, address in enumerate(addresses):
+                    with transaction.atomic():
+                        device_register(
+                            name=f"bench-{i:05d}",
+                            kind=Device.Kind.SWITCH,
+                            management_ip=address,
+                            snmp_port=port_of[address],
+                            community=COMMUNITY,
+                            actor=actor,
+                        )
+                rows = list(Device.objects.order_by("pk"))
+                poller.discover_devices(rows, workers=workers, timeout=2.0, retries=1)
+                interfaces = Interface.objects.filter(device=rows[0]).count()
+                first = poller.poll_devices(rows, workers=workers, timeout=2.0, retries=1)
+                poller.store_polls(first)
+                say(f"  {interfaces} interfaces per device; first poll stored (counter baselines)")
+                time.sleep(1.0)  # let the counters move
+                rows = list(Device.objects.order_by("pk"))
+                say(f"(b) measured round: poll {devices} devices ({workers} in flight), then store")
+                started = time.perf_counter()
+                polls = poller.poll_devices(rows, workers=workers, timeout=2.0, retries=1)
+                poll_s = time.perf_counter() - started
+                started = time.perf_counter()
+                stored = poller.store_polls(polls, evaluate_faults=False)
+                write_s = time.perf_counter() - started
+                evaluate = poller._fault_evaluator()
+                if evaluate is not None:
+                    evaluate(list(polls))
+                store_s = time.perf_counter() - started
+                say(f"  storage: samples and state {write_s:.2f} s, fault detection {store_s - write_s:.2f} s")
+                reachable = sum(1 for p in polls if p.reachable)
+                oids = poller._poll_oids(poller.build_jobs([rows[0]])[0])
+                say(
+                    f"  polled in {poll_s:.2f} s, stored in {store_s:.2f} s ({stored.samples} samples); "
+                    f"{reachable}/{devices} reachable; {len(oids)} values per device"
+                )
+            say(f"(c) baseline: one easysnmp session, the same {len(oids)}-value GET, sequential")
+            baseline = _baseline(addresses[0], port_of[addresses[0]], oids)
+            say(f"  {baseline:,.0f} requests/s")
+            return PollingBenchResult(
+                devices=devices,
+                agents=agents,
+                workers=workers,
+                counters_per_device=len(oids),
+                poll_seconds=poll_s,
+                store_seconds=store_s,
+                reachable=reachable,
+                baseline_requests_per_s=baseline,
             )
-        say(f"(c) baseline: one easysnmp session, the same {len(oids)}-value GET, sequential")
-        baseline = _baseline(addresses[0], port_of[addresses[0]], oids)
-        say(f"  {baseline:,.0f} requests/s")
-        return PollingBenchResult(
-            devices=devices,
-            agents=agents,
-            workers=workers,
-            counters_per_device=len(oids),
-            poll_seconds=poll_s,
-            store_seconds=store_s,
-            reachable=reachable,
-            baseline_requests_per_s=baseline,
-        )
-    finally:
-        snmpd.stop()
-        connection.set_schema_to_public()
-        if tenant is not None:
-            for problem in bench_tenant_cleanup(schema=schema, slug=slug, actor=actor, say=say):
-                say(f"  cleanup problem: {problem}")
+        finally:
+            snmpd.stop()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gc
 import os
-import secrets
 import sys
 import time
 import traceback
@@ -25,9 +24,6 @@ from django.db import connection, connections, transaction
 from django_tenants.utils import tenant_context
 
 from compliance.audit import Actor
-from compliance.pii.bench import bench_tenant_cleanup
-
-_TOKEN_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"  # noqa: S105 - not a secret
 
 
 @dataclass
@@ -202,28 +198,14 @@ def baseline() -> float:
 
 def bench_provisioning(*, subscriptions: int = 1000, workers: int = 2, log=None) -> ProvisioningBenchResult:
     from network.models import IpAssignment, Onu, PppoeAccount, ProvisioningJob
-    from tenants.models import schema_name_for_slug
-    from tenants.services import tenant_create
+
+    from .bench_support import throwaway_tenant
 
     if subscriptions < 1 or workers < 1:
         raise ValueError("subscriptions and workers must be at least 1")
     say = log or (lambda _line: None)
-    token = "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(6))
-    slug = f"bench-prov-{token}"
-    schema = schema_name_for_slug(slug)
-    actor = Actor.system(f"bench_provisioning run {token}")
-    connection.set_schema_to_public()
-    tenant = None
-    try:
-        say(f"(a) tenant {slug}: {subscriptions} pending fiber subscriptions")
-        tenant = tenant_create(
-            slug=slug,
-            name=f"Bench provisioning {token}",
-            currency="USD",
-            country="US",
-            admin_email=f"owner@{slug}.example",
-            actor=actor,
-        ).tenant
+    with throwaway_tenant("bench-prov", say=say) as (tenant, actor):
+        say(f"  {subscriptions} pending fiber subscriptions")
         with tenant_context(tenant):
             work = build(count=subscriptions, actor=actor, say=say)
         say(f"(b) activating {len(work)} subscriptions with {workers} worker(s)")
@@ -251,10 +233,3 @@ def bench_provisioning(*, subscriptions: int = 1000, workers: int = 2, log=None)
         return ProvisioningBenchResult(
             subscriptions=len(work), workers=workers, seconds=seconds, baseline_seconds=base_s, **figures
         )
-    finally:
-        connection.set_schema_to_public()
-        if tenant is not None:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT radius.forget_tenant(%s)", [schema])
-            for problem in bench_tenant_cleanup(schema=schema, slug=slug, actor=actor, say=say):
-                say(f"  cleanup problem: {problem}")

@@ -10,7 +10,6 @@ import datetime
 import ipaddress
 import logging
 import secrets
-import zoneinfo
 from collections.abc import Iterable
 
 from django.conf import settings
@@ -24,6 +23,7 @@ from compliance.audit import Actor, audit_record
 from compliance.pii.keyring import get_keyring
 from customers import events
 from customers.models import Subscription
+from tenants.clock import tenant_today  # noqa: F401 - re-exported
 
 from .models import USERNAME_VALIDATOR, CoaRequest, Nas, PppoeAccount, RadiusSession, RadiusSettings
 from .radius import coa
@@ -314,10 +314,6 @@ def radius_close_stale_sessions(*, now: datetime.datetime | None = None) -> int:
             reason=f"{len(ids)} session(s) silent since before {limit.isoformat()}",
         )
     return len(ids)
-
-
-def tenant_today() -> datetime.date:
-    return timezone.now().astimezone(zoneinfo.ZoneInfo(connection.tenant.time_zone)).date()
 
 
 def radius_enforce_fair_use(*, today: datetime.date | None = None, send: bool = True) -> dict:
