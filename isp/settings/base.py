@@ -239,7 +239,7 @@ CELERY_BEAT_SCHEDULE = {
     # chunks, one task per chunk, spread over the workers (network/tasks_snmp.py).
     "network-snmp-poll": {
         "task": "network.snmp_poll_all_tenants",
-        "schedule": env.float("SNMP_POLL_INTERVAL", default=300.0),
+        "schedule": env.float("SNMP_POLL_INTERVAL", default=300.0),  # = SNMP_POLL_INTERVAL below
     },
     # Hourly roll-ups of interface samples, purge past retention.
     "network-snmp-retention": {"task": "network.snmp_retention_all_tenants", "schedule": crontab(minute=5)},
@@ -254,6 +254,24 @@ RADIUS_DB_PASSWORD = env.str("RADIUS_DB_PASSWORD", default="")
 RADIUS_COA_TIMEOUT = env.float("RADIUS_COA_TIMEOUT", default=2.0)
 RADIUS_COA_RETRIES = env.int("RADIUS_COA_RETRIES", default=3)
 RADIUS_COA_ASYNC = env.bool("RADIUS_COA_ASYNC", default=True)
+
+# --- SNMP polling, GPON, alarms (docs/network.md) -------------------------------------------
+SNMP_POLL_INTERVAL = env.float("SNMP_POLL_INTERVAL", default=300.0)  # seconds between polls of a device
+SNMP_POLL_TIMEOUT = env.float("SNMP_POLL_TIMEOUT", default=2.0)  # per request; a dead device costs this
+SNMP_POLL_RETRIES = env.int("SNMP_POLL_RETRIES", default=1)
+SNMP_POLL_WORKERS = env.int("SNMP_POLL_WORKERS", default=32)  # devices in flight per process
+SNMP_POLL_CHUNK = env.int("SNMP_POLL_CHUNK", default=200)  # devices per Celery task
+SNMP_STORE_BATCH = env.int("SNMP_STORE_BATCH", default=500)  # devices per storage transaction
+SNMP_SAMPLE_RETENTION_DAYS = env.int("SNMP_SAMPLE_RETENTION_DAYS", default=7)
+SNMP_ROLLUP_RETENTION_DAYS = env.int("SNMP_ROLLUP_RETENTION_DAYS", default=400)
+GPON_SNMP_TIMEOUT = env.float("GPON_SNMP_TIMEOUT", default=2.0)
+GPON_SNMP_RETRIES = env.int("GPON_SNMP_RETRIES", default=1)
+# Alarm notifications: e-mail recipients (comma-separated) and a webhook signed with HMAC-SHA256.
+NETWORK_ALARM_EMAILS = env.list("NETWORK_ALARM_EMAILS", default=[])
+NETWORK_ALARM_FROM_EMAIL = env.str("NETWORK_ALARM_FROM_EMAIL", default="")
+NETWORK_ALARM_WEBHOOK_URL = env.str("NETWORK_ALARM_WEBHOOK_URL", default="")
+NETWORK_ALARM_WEBHOOK_SECRET = env.str("NETWORK_ALARM_WEBHOOK_SECRET", default="")
+NETWORK_ALARM_WEBHOOK_TIMEOUT = env.float("NETWORK_ALARM_WEBHOOK_TIMEOUT", default=5.0)
 
 # --- Logging ------------------------------------------------------------------------------
 LOGGING = {
