@@ -42,6 +42,7 @@ class PollingBenchResult:
     store_seconds: float
     reachable: int
     baseline_requests_per_s: float
+    latency_ms: float = 0.0
 
     @property
     def polls_per_s(self) -> float:
@@ -61,6 +62,7 @@ class PollingBenchResult:
             "baseline_requests_per_s": round(self.baseline_requests_per_s, 1),
             "ratio": round(self.polls_per_s / self.baseline_requests_per_s, 3) if self.baseline_requests_per_s else 0.0,
             "storage_share": round(self.store_seconds / total, 3) if total else 0.0,
+            "latency_ms": self.latency_ms,
             "poll_seconds": round(self.poll_seconds, 3),
             "store_seconds": round(self.store_seconds, 3),
         }
@@ -138,7 +140,14 @@ def _baseline(address: str, port: int, oids: list[str], seconds: float = 3.0) ->
     return sent / (time.perf_counter() - started)
 
 
-def bench_polling(*, devices: int = 1000, agents: int = 2, workers: int = 32, log=None) -> PollingBenchResult:
+def agent_address(index: int) -> str:
+    """Where the real agent of device `index` listens when a delay relay sits in front of it."""
+    return f"127.1.{2 + index // 250}.{1 + index % 250}"
+
+
+def bench_polling(
+    *, devices: int = 1000, agents: int = 2, workers: int = 32, latency_ms: float = 0.0, log=None
+) -> PollingBenchResult:
     from network.inventory import device_register
     from network.models import Device, Interface
     from network.snmp import poller
@@ -149,14 +158,27 @@ def bench_polling(*, devices: int = 1000, agents: int = 2, workers: int = 32, lo
         raise ValueError("devices 1..62500, agents and workers at least 1")
     say: Callable[[str], None] = log or (lambda _line: None)
     addresses = [device_address(i) for i in range(devices)]
-    shares = [addresses[k::agents] for k in range(agents)]
+    # With latency, the agents listen elsewhere and a relay on each device address delays requests.
+    agent_addresses = [agent_address(i) for i in range(devices)] if latency_ms else addresses
+    shares = [agent_addresses[k::agents] for k in range(agents)]
     snmpd = SnmpdAgents(shares)
+    relay = None
     with throwaway_tenant("bench-poll", say=say) as (tenant, actor):
         try:
-            say(f"  {devices} devices on {agents} snmpd agent(s)")
+            say(
+                f"  {devices} devices on {agents} snmpd agent(s)" + (f", {latency_ms:g} ms added" if latency_ms else "")
+            )
             snmpd.start()
+            if latency_ms:
+                from network.snmp.delay import DelayRelay
+
+                routes = [
+                    (address, BASE_PORT + i % agents, agent_addresses[i], BASE_PORT + i % agents)
+                    for i, address in enumerate(addresses)
+                ]
+                relay = DelayRelay(routes, delay_s=latency_ms / 1000).start()
             with tenant_context(tenant):
-                port_of = {address: BASE_PORT + k for k, share in enumerate(shares) for address in share}
+                port_of = {address: BASE_PORT + i % agents for i, address in enumerate(addresses)}
                 for i, address in enumerate(addresses):
                     with transaction.atomic():
                         device_register(
@@ -183,10 +205,17 @@ def bench_polling(*, devices: int = 1000, agents: int = 2, workers: int = 32, lo
                 stored = poller.store_polls(polls, evaluate_faults=False)
                 write_s = time.perf_counter() - started
                 evaluate = poller._fault_evaluator()
-                if evaluate is not None:
-                    evaluate(list(polls))
+                faults = evaluate(list(polls)) if evaluate is not None else None
                 store_s = time.perf_counter() - started
-                say(f"  storage: samples and state {write_s:.2f} s, fault detection {store_s - write_s:.2f} s")
+                from django.db.models import Count
+
+                from network.models import Alarm
+
+                opened = dict(Alarm.objects.values_list("kind").annotate(n=Count("id")))
+                say(
+                    f"  storage: samples and state {write_s:.2f} s, fault detection {store_s - write_s:.2f} s "
+                    f"({getattr(faults, 'events', {})}; alarms open by kind: {opened})"
+                )
                 reachable = sum(1 for p in polls if p.reachable)
                 oids = poller._poll_oids(poller.build_jobs([rows[0]])[0])
                 say(
@@ -194,7 +223,7 @@ def bench_polling(*, devices: int = 1000, agents: int = 2, workers: int = 32, lo
                     f"{reachable}/{devices} reachable; {len(oids)} values per device"
                 )
             say(f"(c) baseline: one easysnmp session, the same {len(oids)}-value GET, sequential")
-            baseline = _baseline(addresses[0], port_of[addresses[0]], oids)
+            baseline = _baseline(agent_addresses[0], port_of[addresses[0]], oids)  # the agent itself
             say(f"  {baseline:,.0f} requests/s")
             return PollingBenchResult(
                 devices=devices,
@@ -205,6 +234,9 @@ def bench_polling(*, devices: int = 1000, agents: int = 2, workers: int = 32, lo
                 store_seconds=store_s,
                 reachable=reachable,
                 baseline_requests_per_s=baseline,
+                latency_ms=latency_ms,
             )
         finally:
+            if relay is not None:
+                relay.stop()
             snmpd.stop()

@@ -70,6 +70,7 @@ DISCOVERY_COLUMNS = {
     "alias": f"{IFX_ENTRY}.18",
 }
 SMALLINT_MAX = 32767
+IF_TYPE_SOFTWARE_LOOPBACK = 24  # IANAifType: a loopback carries no customer traffic; not monitored by default
 
 
 def _setting(name: str, default):
@@ -564,6 +565,8 @@ def discovery_walk(
                 "speed_bps": high_speed * 1_000_000 if high_speed else speed,
                 "admin_status": _small(values.get("admin")),
                 "oper_status": _small(values.get("oper")),
+                # Only for interfaces discovered now: an operator's later choice is never overwritten.
+                "monitored": _int(values.get("type")) != IF_TYPE_SOFTWARE_LOOPBACK,
             }
         )
     return DiscoveryResult(device_id, reachable=True, sys_descr=descr if isinstance(descr, str) else None, rows=rows)

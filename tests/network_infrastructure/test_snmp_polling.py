@@ -144,6 +144,27 @@ def test_discovery_creates_interfaces_from_if_mib_and_updates_them_in_place(tena
     assert _iface(device, 1).alias == "to core (new fibre)"
 
 
+@pytest.mark.behavior
+def test_a_loopback_interface_is_discovered_unmonitored_and_an_operators_choice_is_kept(tenant, net):
+    from network.snmp.poller import DiscoveryResult, discovery_store
+
+    device = _register("edge-lo", net["edge1"])
+    row = {
+        "if_index": 9,
+        "name": "lo",
+        "descr": "lo",
+        "alias": "",
+        "speed_bps": 10_000_000,
+        "admin_status": 1,
+        "oper_status": 1,
+    }
+    discovery_store(DiscoveryResult(device.pk, reachable=True, rows=[{**row, "monitored": False}]))
+    assert _iface(device, 9).monitored is False  # ifType softwareLoopback: no utilisation alarms on lo
+    Interface.objects.filter(device=device, if_index=9).update(monitored=True)  # the operator wants it
+    discovery_store(DiscoveryResult(device.pk, reachable=True, rows=[{**row, "monitored": False}]))
+    assert _iface(device, 9).monitored is True
+
+
 # --- rates ----------------------------------------------------------------------------------------
 
 

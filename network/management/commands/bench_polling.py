@@ -23,16 +23,20 @@ class Command(BaseCommand):
         parser.add_argument("--devices", type=int, default=1000)
         parser.add_argument("--agents", type=int, default=2, help="snmpd processes (default 2, one per core)")
         parser.add_argument("--workers", type=int, default=32, help="devices in flight (default 32)")
+        parser.add_argument(
+            "--latency-ms", type=float, default=0.0, help="latency added per device by a UDP relay (e.g. 20)"
+        )
 
     def handle(self, *args, **options):
-        if options["devices"] < 1 or options["agents"] < 1 or options["workers"] < 1:
-            raise CommandError("--devices, --agents and --workers must be at least 1")
+        if options["devices"] < 1 or options["agents"] < 1 or options["workers"] < 1 or options["latency_ms"] < 0:
+            raise CommandError("--devices, --agents and --workers must be at least 1; --latency-ms not negative")
         self.stdout.write(f"bench_polling: {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC")
         try:
             result = bench_polling(
                 devices=options["devices"],
                 agents=options["agents"],
                 workers=options["workers"],
+                latency_ms=options["latency_ms"],
                 log=self.stdout.write,
             )
         except (RuntimeError, ValueError) as exc:
@@ -42,5 +46,11 @@ class Command(BaseCommand):
             f"{figures['polls_per_s']:,.0f} device polls/s including storage (storage {figures['storage_share']:.0%}), "
             f"success {figures['success_rate']:.2%}; one session's raw rate {figures['baseline_requests_per_s']:,.0f} "
             f"requests/s; ratio {figures['ratio']}"
+            + (
+                f"; {figures['devices']} devices in {figures['poll_seconds'] + figures['store_seconds']:.2f} s "
+                f"with {figures['latency_ms']:g} ms added"
+                if figures["latency_ms"]
+                else ""
+            )
         )
         self.stdout.write(json.dumps(figures))
