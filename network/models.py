@@ -505,6 +505,7 @@ class ProvisioningJob(models.Model):
         RUNNING = "running", "Running"
         FAILED = "failed", "Failed (retry possible)"
         DONE = "done", "Done"
+        CANCELLED = "cancelled", "Cancelled (left as it stood)"
 
     subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="provisioning_jobs")
     action = models.CharField(max_length=16, choices=Action.choices)

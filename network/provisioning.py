@@ -493,3 +493,19 @@ def provision_retry(job: ProvisioningJob, *, actor: Actor | None = None, params:
             )
         job = locked
     return _run(job, actor, {}, expect={State.FAILED, State.PENDING, *([State.RUNNING] if interrupted else [])})
+
+
+def provision_cancel(job: ProvisioningJob, *, actor: Actor, reason: str) -> ProvisioningJob:
+    """Close a failed (or interrupted) job that will not be retried, e.g. an activation whose
+    subscription was terminated meanwhile. The steps it did stay done (they are idempotent: a new
+    job finds them); nothing is undone here. Audited with the reason."""
+    if not (reason or "").strip():
+        raise _invalid("reason", "Say why the job is cancelled.", "reason_required")
+    return _set_state(
+        job,
+        state=State.CANCELLED,
+        actor=actor,
+        expect={State.FAILED, State.PENDING, State.RUNNING},
+        reason=reason.strip(),
+        finished_at=timezone.now(),
+    )

@@ -235,6 +235,8 @@ class AlarmAcknowledgeInput(StrictInput):
 
 
 class AlarmClearInput(StrictInput):
+    """A reason is required (clearing an alarm or cancelling a job by hand)."""
+
     reason = serializers.CharField(max_length=500)
 
 

@@ -338,6 +338,7 @@ class OnuViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 @extend_schema_view(
     create=extend_schema(request=s.ProvisionInput, responses={201: s.ProvisioningJobResult}),
     retry=extend_schema(request=s.ProvisionRetryInput, responses=s.ProvisioningJobResult),
+    cancel=extend_schema(request=s.AlarmClearInput, responses=s.ProvisioningJobOutput),
 )
 class ProvisioningJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Provisioning status per subscription: steps done, the failed step and its error. POST runs a
@@ -349,6 +350,7 @@ class ProvisioningJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, v
         "retrieve": ["network.view_provisioningjob"],
         "create": ["network.add_provisioningjob"],
         "retry": ["network.change_provisioningjob"],
+        "cancel": ["network.change_provisioningjob"],
     }
     http_method_names = ["get", "post", "head", "options"]
 
@@ -377,6 +379,18 @@ class ProvisioningJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, v
             self.get_object(), params=data.validated_data["params"] or None, actor=Actor.from_request(request)
         )
         return Response(s.ProvisioningJobResult(job).data, headers={"Cache-Control": "no-store"})
+
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """Close a failed job that will not be retried (with a reason); what it did stays done."""
+        from network.provisioning import provision_cancel
+
+        data = s.AlarmClearInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        job = provision_cancel(
+            self.get_object(), reason=data.validated_data["reason"], actor=Actor.from_request(request)
+        )
+        return Response(s.ProvisioningJobOutput(job).data)
 
     serializer_class = s.ProvisioningJobOutput
     queryset = ProvisioningJob.objects.all()

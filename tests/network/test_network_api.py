@@ -213,3 +213,32 @@ def test_provisioning_through_the_api_and_devices_with_write_only_secrets(tenant
     assert PppoeAccount.objects.filter(subscription=sub).count() == 1
     bad = ops.post("/api/v1/provisioning-jobs/", {"subscription": sub.pk, "action": "explode"}, format="json")
     assert bad.status_code == 400
+
+
+@pytest.mark.behavior
+def test_a_failed_provisioning_job_is_cancelled_with_a_reason_and_a_new_one_can_start(tenant, staff_client):
+    from network.models import IpPool, ProvisioningJob
+
+    ops = staff_client(tenant, roles.NETWORK_OPS)
+    IpPool.objects.create(name="cancel-pool", network="100.64.60.0/29", gateway="100.64.60.1")
+    customer = CustomerFactory()
+    sub = cs.subscription_create(
+        customer=customer, plan=PlanFactory(), service_address=ServiceAddressFactory(customer=customer), actor=ACTOR
+    )
+    body = {
+        "subscription": sub.pk,
+        "action": "activate",
+        "params": {"pool": "cancel-pool", "onu_serial": "HWTC0BADBEEF"},
+    }
+    failed = ops.post("/api/v1/provisioning-jobs/", body, format="json").json()
+    assert (failed["state"], failed["current_step"]) == ("failed", "bind_onu")
+    assert ops.post(f"/api/v1/provisioning-jobs/{failed['id']}/cancel/", {}, format="json").status_code == 400
+    cancelled = ops.post(
+        f"/api/v1/provisioning-jobs/{failed['id']}/cancel/", {"reason": "customer changed to copper"}, format="json"
+    )
+    assert cancelled.json()["state"] == "cancelled"
+    assert AuditEvent.objects.filter(action="provisioning.cancelled", object_id=str(failed["id"])).exists()
+    # The done steps stay done; a new job (without the ONU) reuses them and completes.
+    again = ops.post("/api/v1/provisioning-jobs/", {**body, "params": {"pool": "cancel-pool"}}, format="json").json()
+    assert again["state"] == "done"
+    assert ProvisioningJob.objects.filter(subscription=sub).count() == 2
