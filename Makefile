@@ -42,8 +42,8 @@ migrate: setup
 	$(ENV) $(PY) manage.py collectstatic --noinput -v0
 
 demo: migrate
-	@echo "demo: simulated routers (snmpsim) on 127.0.1.1-3:16100, FreeRADIUS on 127.0.0.1:$${RADIUS_AUTH_PORT:-18112}/$${RADIUS_ACCT_PORT:-18113}; logs in .local/"
-	$(ENV) { $(PY) -m network.snmp.agents --demo --routers 3 --port 16100 > .local/snmp-demo.log 2>&1 & SNMP_PID=$$!; \
+	@echo "demo: simulated routers (snmpsim) on 127.0.1.1-3:16100 and an OLT on 127.0.1.101:16100, FreeRADIUS on 127.0.0.1:$${RADIUS_AUTH_PORT:-18112}/$${RADIUS_ACCT_PORT:-18113}; logs in .local/"
+	$(ENV) { $(PY) -m network.snmp.agents --demo --routers 3 --olts 1 --port 16100 > .local/snmp-demo.log 2>&1 & SNMP_PID=$$!; \
 	  $(PY) manage.py radius_server --auth-port $${RADIUS_AUTH_PORT:-18112} \
 	    --acct-port $${RADIUS_ACCT_PORT:-18113} > .local/radius-demo.log 2>&1 & RADIUS_PID=$$!; \
 	  trap 'kill $$SNMP_PID $$RADIUS_PID $${POLL_PID:-} 2>/dev/null' EXIT; \

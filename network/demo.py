@@ -107,7 +107,20 @@ def seed_demo_devices(*, routers: int = DEMO_ROUTERS, port: int = DEMO_SNMP_PORT
                     actor=actor,
                 )
             created += 1
-    devices = list(Device.objects.filter(name__startswith="demo-edge-"))
+    if not Device.objects.filter(name="demo-olt-1").exists():
+        with transaction.atomic():
+            device_register(
+                name="demo-olt-1",
+                kind=Device.Kind.OLT,
+                management_ip=f"{DEMO_SNMP_HOST_PREFIX}101",
+                snmp_port=port,
+                community="public",
+                vendor="huawei",
+                actor=actor,
+            )
+        created += 1
+    _demo_onus(Device.objects.get(name="demo-olt-1"), actor)
+    devices = list(Device.objects.filter(name__startswith="demo-"))
     summary = poll_and_store(devices, discover=True, timeout=1.0, retries=0)
     history = 0
     now = timezone.now()
@@ -134,3 +147,21 @@ def seed_demo_devices(*, routers: int = DEMO_ROUTERS, port: int = DEMO_SNMP_PORT
         InterfaceSample.objects.bulk_create(rows, batch_size=1000)
         history += len(rows)
     return {"devices": created, "reachable": summary.reachable, "samples": history}
+
+
+def _demo_onus(olt, actor: Actor) -> None:
+    """ONU autofind on the demo OLT, and the ONUs bound to the first active subscriptions (so the
+    OLT's alarms - low Rx, a dying gasp - and an OLT outage name real subscribers)."""
+    from .gpon.service import OltError, onu_authorise, onu_autofind
+    from .models import Onu
+
+    try:
+        onu_autofind(olt)
+    except OltError:
+        return  # the simulated OLT is not running: `make demo` starts it
+    free_subscriptions = Subscription.objects.filter(status="active", onu__isnull=True).order_by("pk")
+    for onu, subscription in zip(
+        Onu.objects.filter(olt=olt, subscription__isnull=True).order_by("serial"), free_subscriptions[:8], strict=False
+    ):
+        with transaction.atomic():
+            onu_authorise(onu=onu, subscription=subscription, actor=actor)

@@ -41,6 +41,7 @@ import binascii
 import contextlib
 import ipaddress
 import json
+import math
 import os
 import re
 import shutil
@@ -664,10 +665,41 @@ def demo_records(seed: int, *, elapsed_s: float, interfaces: int = 8) -> dict[st
     )
 
 
+# A Huawei-like OLT for the demo (network/gpon/profiles/huawei.json): two PON ports, eight ONTs.
+_HW = "1.3.6.1.4.1.2011.6.128.1.1.2"
+DEMO_OLT_PORTS = (4194312192, 4194312448)  # GPON 0/1/0, 0/1/1 (ifIndex)
+
+
+def demo_olt_serial(port: int, ont: int) -> bytes:
+    return b"HWTC" + bytes([0xD0, port, 0x00, ont])
+
+
+def demo_olt_records(*, elapsed_s: float) -> dict[str, tuple[str, object]]:
+    """ONT 3 of port 0 receives too little light (-28.5 dBm), ONT 1 of port 1 lost power (dying
+    gasp); the others are online around -21 dBm, drifting a little with time."""
+    records: dict[str, tuple[str, object]] = {
+        "1.3.6.1.2.1.1.1.0": ("OctetString", "Simulated GPON OLT (Huawei-like profile)"),
+        "1.3.6.1.2.1.1.3.0": ("TimeTicks", int((3 * 86_400 + elapsed_s) * 100)),
+    }
+    for p, port in enumerate(DEMO_OLT_PORTS):
+        records[f"1.3.6.1.2.1.31.1.1.1.1.{port}"] = ("OctetString", f"GPON 0/1/{p}")
+        for ont in range(4):
+            index = f"{port}.{ont}"
+            gasp = (p, ont) == (1, 1)
+            rx = -2850 if (p, ont) == (0, 3) else -2100 - 40 * ont - 30 * p + int(20 * math.sin(elapsed_s / 600 + ont))
+            records[f"{_HW}.43.1.3.{index}"] = ("Hex", demo_olt_serial(p, ont))
+            records[f"{_HW}.46.1.15.{index}"] = ("Integer", 2 if gasp else 1)
+            records[f"{_HW}.46.1.24.{index}"] = ("Integer", 13 if gasp else -1)
+            records[f"{_HW}.51.1.4.{index}"] = ("Integer", 2147483647 if gasp else rx)
+            records[f"{_HW}.51.1.3.{index}"] = ("Integer", 2147483647 if gasp else 230)
+    return records
+
+
 def _demo(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m network.snmp.agents", description=__doc__.split("\n\n")[0])
     parser.add_argument("--demo", action="store_true", help="start a small simulated network and wait")
     parser.add_argument("--routers", type=int, default=3)
+    parser.add_argument("--olts", type=int, default=1, help="Huawei-like OLTs on <prefix>10<i>")
     parser.add_argument("--interfaces", type=int, default=8)
     parser.add_argument("--host-prefix", default="127.0.1.", help="agent i listens on <prefix><i>")
     parser.add_argument("--port", type=int, default=0, help="UDP port of every agent (0: a free port each)")
@@ -680,6 +712,7 @@ def _demo(argv: list[str]) -> int:
         return 2
     started = time.monotonic()
     agents = []
+    olts: list[SimulatedAgent] = []
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -697,13 +730,26 @@ def _demo(argv: list[str]) -> int:
             print(
                 json.dumps(info) if args.json else f"{agent.name:<14} {agent.endpoint:<22} community={agent.community}"
             )
+        for number in range(1, args.olts + 1):
+            olt = SimulatedAgent(
+                f"demo-olt-{number}",
+                demo_olt_records(elapsed_s=0),
+                community=args.community,
+                host=f"{args.host_prefix}{100 + number}",
+                port=args.port,
+            ).start()
+            olts.append(olt)
+            info = {"name": olt.name, "host": olt.host, "port": olt.port, "community": olt.community}
+            print(json.dumps(info) if args.json else f"{olt.name:<14} {olt.endpoint:<22} community={olt.community}")
         sys.stdout.flush()
         while not stop.wait(args.tick):
             elapsed = time.monotonic() - started
             for seed, agent in enumerate(agents, 1):
                 agent.update(demo_records(seed, elapsed_s=elapsed, interfaces=args.interfaces))
+            for olt in olts:
+                olt.update(demo_olt_records(elapsed_s=elapsed))
     finally:
-        for agent in agents:
+        for agent in agents + olts:
             agent.stop()
     return 0
 
