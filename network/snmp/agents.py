@@ -21,7 +21,8 @@ How it works:
 - As root (CI), the responder binds and loads as root, then snmpsim itself drops to
   `nobody:nogroup` (`--process-user/--process-group`) before answering any request. The working
   directory is handed to that user; the few modules snmpsim imports lazily after the drop are
-  imported up front, because the interpreter may live where `nobody` cannot read (/root/.pyenv).
+  imported up front, because the interpreter may live where `nobody` cannot read (e.g. under
+  the home directory of root).
 - A watchdog thread in the responder exits when the process that started it is gone, so a killed
   test run leaves no responders behind; `atexit` stops the agents of a normal exit.
 
