@@ -234,8 +234,8 @@ class AlarmAcknowledgeInput(StrictInput):
     note = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
 
 
-class AlarmClearInput(StrictInput):
-    """A reason is required (clearing an alarm or cancelling a job by hand)."""
+class ReasonInput(StrictInput):
+    """A reason is required (clearing an alarm or cancelling a provisioning job by hand)."""
 
     reason = serializers.CharField(max_length=500)
 

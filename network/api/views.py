@@ -29,8 +29,6 @@ from network.models import (
     CoaRequest,
     Device,
     Interface,
-    InterfaceRollup,
-    InterfaceSample,
     Nas,
     Onu,
     PppoeAccount,
@@ -39,6 +37,7 @@ from network.models import (
     RadiusSettings,
 )
 from network.outage import outage_report
+from network.snmp.retention import traffic_series
 
 from . import serializers as s
 
@@ -218,20 +217,9 @@ class DeviceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
 
 
 def traffic_points(interface: Interface, *, end: datetime.datetime, hours: int = 24) -> list[tuple]:
-    """Raw samples where there are any in the period, hourly roll-ups before them."""
-    start = end - datetime.timedelta(hours=hours)
-    samples = list(
-        InterfaceSample.objects.filter(interface=interface, sampled_at__gte=start, sampled_at__lte=end)
-        .order_by("sampled_at")
-        .values_list("sampled_at", "in_bps", "out_bps")
-    )
-    first_raw = samples[0][0] if samples else end
-    rollups = list(
-        InterfaceRollup.objects.filter(interface=interface, hour__gte=start, hour__lt=first_raw)
-        .order_by("hour")
-        .values_list("hour", "in_bps_avg", "out_bps_avg")
-    )
-    return rollups + samples
+    """(at, in_bps, out_bps) for the graph: network.snmp.retention.traffic_series (raw samples,
+    hourly roll-ups where the samples are purged)."""
+    return [(p.at, p.in_bps, p.out_bps) for p in traffic_series(interface.pk, hours, now=end)]
 
 
 class InterfaceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -265,7 +253,7 @@ class InterfaceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
 
 @extend_schema_view(
     acknowledge=extend_schema(request=s.AlarmAcknowledgeInput, responses=s.AlarmOutput),
-    clear=extend_schema(request=s.AlarmClearInput, responses=s.AlarmOutput),
+    clear=extend_schema(request=s.ReasonInput, responses=s.AlarmOutput),
 )
 class AlarmViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Alarms: open ones first. Acknowledge (someone is on it) or clear by hand (with a reason);
@@ -295,7 +283,7 @@ class AlarmViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 
     @action(detail=True, methods=["post"])
     def clear(self, request, pk=None):
-        data = s.AlarmClearInput(data=request.data)
+        data = s.ReasonInput(data=request.data)
         data.is_valid(raise_exception=True)
         alarm = alarm_services.alarm_clear_manually(
             alarm=self.get_object(), reason=data.validated_data["reason"], **_audit_context(request)
@@ -338,7 +326,7 @@ class OnuViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 @extend_schema_view(
     create=extend_schema(request=s.ProvisionInput, responses={201: s.ProvisioningJobResult}),
     retry=extend_schema(request=s.ProvisionRetryInput, responses=s.ProvisioningJobResult),
-    cancel=extend_schema(request=s.AlarmClearInput, responses=s.ProvisioningJobOutput),
+    cancel=extend_schema(request=s.ReasonInput, responses=s.ProvisioningJobOutput),
 )
 class ProvisioningJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Provisioning status per subscription: steps done, the failed step and its error. POST runs a
@@ -385,7 +373,7 @@ class ProvisioningJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, v
         """Close a failed job that will not be retried (with a reason); what it did stays done."""
         from network.provisioning import provision_cancel
 
-        data = s.AlarmClearInput(data=request.data)
+        data = s.ReasonInput(data=request.data)
         data.is_valid(raise_exception=True)
         job = provision_cancel(
             self.get_object(), reason=data.validated_data["reason"], actor=Actor.from_request(request)
