@@ -123,7 +123,8 @@ def _relax_commit_durability() -> None:
     """A batch commits without waiting for its WAL flush (`synchronous_commit = off`, this
     transaction only). A crash can lose the last fraction of a second of committed batches, never
     part of one: the invoices, their numbers and the sequence move together, so the sequence stays
-    gap-free and a restarted run bills those customers again. Halves the commit cost of a run."""
+    gap-free and a restarted run bills those customers again. A commit then no longer waits for the
+    disk (measured with the other write-path changes together, docs/billing.md)."""
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL synchronous_commit TO OFF")
 

@@ -224,14 +224,14 @@ def _traffic_graphs(interfaces) -> str:
     from django.utils import timezone
     from django.utils.safestring import mark_safe
 
-    from network.api.views import traffic_points
     from network.graphs import traffic_svg
+    from network.snmp.retention import traffic_points
 
     end = timezone.now()
     graphs = []
     for interface in interfaces:
         title = f"{interface.device.name} {interface.name or interface.if_index} - last 24 h"
-        points = traffic_points(interface, end=end)
+        points = traffic_points(interface.pk, end=end)
         # traffic_svg escapes every text it draws; the SVG is ours, not user HTML.
         graphs.append(traffic_svg(points, title=title, end=end, speed_bps=interface.speed_bps))
     return mark_safe("<br>".join(graphs)) if graphs else "No interfaces discovered yet."  # noqa: S308

@@ -7,8 +7,6 @@ write; support and auditor read; billing_admin has no access to the network."""
 
 from __future__ import annotations
 
-import datetime
-
 from django.db import transaction
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
@@ -37,7 +35,7 @@ from network.models import (
     RadiusSettings,
 )
 from network.outage import outage_report
-from network.snmp.retention import traffic_series
+from network.snmp.retention import traffic_points
 
 from . import serializers as s
 
@@ -216,12 +214,6 @@ class DeviceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     ordering = ("name",)
 
 
-def traffic_points(interface: Interface, *, end: datetime.datetime, hours: int = 24) -> list[tuple]:
-    """(at, in_bps, out_bps) for the graph: network.snmp.retention.traffic_series (raw samples,
-    hourly roll-ups where the samples are purged)."""
-    return [(p.at, p.in_bps, p.out_bps) for p in traffic_series(interface.pk, hours, now=end)]
-
-
 class InterfaceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Interfaces with their last rates; `traffic/` gives the last 24 h (JSON, or an SVG graph with ?as=svg)."""
 
@@ -243,7 +235,7 @@ class InterfaceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     def traffic(self, request, pk=None):
         interface = self.get_object()
         end = timezone.now()
-        points = traffic_points(interface, end=end)
+        points = traffic_points(interface.pk, end=end)
         if request.query_params.get("as") == "svg":
             title = f"{interface.device.name} {interface.name or interface.if_index} - last 24 h"
             svg = traffic_svg(points, title=title, end=end, speed_bps=interface.speed_bps)

@@ -174,3 +174,8 @@ def traffic_series(interface_id: int, hours: int = 24, *, now: datetime.datetime
             points.append(SeriesPoint(hour, in_avg, out_avg, "rollup"))
     points.sort(key=lambda p: p.at)
     return points
+
+
+def traffic_points(interface_id: int, *, end: datetime.datetime, hours: int = 24) -> list[tuple]:
+    """`traffic_series` as (at, in_bps, out_bps) tuples, the shape network.graphs draws."""
+    return [(p.at, p.in_bps, p.out_bps) for p in traffic_series(interface_id, hours, now=end)]
