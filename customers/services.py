@@ -486,6 +486,120 @@ def subscription_activate(
     )
 
 
+def subscriptions_activate_many(
+    *, requests: list[tuple[int, datetime.date, str]], actor: Actor
+) -> tuple[list[Subscription], dict[int, ValidationError]]:
+    """pending -> active for many subscriptions at once: (subscription id, first billable day,
+    reason) each. The same checks, history rows, audit events and events as `subscription_activate`,
+    written with one statement per table. A subscription that may not be activated is returned
+    in the failures (by id) and nothing is written for it; the others are activated.
+
+    Call inside the caller's transaction (it locks the subscriptions, in id order)."""
+    from django.db.models import Max
+
+    from compliance.audit_bulk import audit_many
+
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("subscriptions_activate_many must run inside a transaction")
+    wanted = {sub_id: (day, reason) for sub_id, day, reason in requests}
+    locked = {s.pk: s for s in Subscription.objects.select_for_update().filter(pk__in=wanted).order_by("pk")}
+    last = dict(
+        SubscriptionStatusChange.objects.filter(subscription_id__in=list(locked))
+        .values("subscription_id")
+        .annotate(last=Max("effective_on"))
+        .values_list("subscription_id", "last")
+    )
+    failures: dict[int, ValidationError] = {}
+    ready: list[Subscription] = []
+    for sub_id, (day, _reason) in wanted.items():
+        sub = locked.get(sub_id)
+        if sub is None:
+            failures[sub_id] = ValidationError({"subscription": ["No such subscription."]})
+            continue
+        if sub.status != S.PENDING:
+            message = (
+                str(IllegalTransition(sub.status, S.ACTIVE))
+                if sub.status != S.SUSPENDED
+                else "A suspended subscription is reactivated, not activated."
+            )
+            failures[sub_id] = ValidationError({"status": [message]})
+            continue
+        try:
+            check_dates(
+                target=S.ACTIVE, effective_on=day, activated_on=sub.activated_on, last_effective_on=last.get(sub_id)
+            )
+        except ValueError as exc:
+            failures[sub_id] = ValidationError({"effective_on": [str(exc)]})
+            continue
+        ready.append(sub)
+    if not ready:
+        return [], failures
+    now = timezone.now()
+    first_time = set()
+    for sub in ready:
+        sub.status = S.ACTIVE
+        if sub.activated_on is None:
+            sub.activated_on = wanted[sub.pk][0]
+            first_time.add(sub.pk)
+        sub.updated_at = now
+    with connection.cursor() as cursor:  # one statement (bulk_update builds a CASE per row)
+        cursor.execute(
+            "UPDATE customers_subscription SET status = %s, activated_on = v.day, updated_at = %s "
+            "FROM unnest(%s::bigint[], %s::date[]) AS v(id, day) WHERE customers_subscription.id = v.id",
+            [S.ACTIVE.value, now, [sub.pk for sub in ready], [sub.activated_on for sub in ready]],
+        )
+    SubscriptionPlanChange.objects.bulk_create(
+        [
+            SubscriptionPlanChange(
+                subscription=sub,
+                from_plan=None,
+                to_plan_id=sub.plan_id,
+                effective_on=sub.activated_on,
+                actor_label=actor.label,
+            )
+            for sub in ready
+            if sub.pk in first_time
+        ],
+        batch_size=1000,
+    )
+    SubscriptionStatusChange.objects.bulk_create(
+        [
+            SubscriptionStatusChange(
+                subscription=sub,
+                from_status=S.PENDING,
+                to_status=S.ACTIVE,
+                effective_on=wanted[sub.pk][0],
+                actor_label=actor.label,
+                reason=wanted[sub.pk][1][:500],
+            )
+            for sub in ready
+        ],
+        batch_size=1000,
+    )
+    Customer.objects.filter(pk__in={sub.customer_id for sub in ready}, status=Customer.Status.PROSPECT).update(
+        status=Customer.Status.ACTIVE
+    )
+    audit_many(
+        actor=actor,
+        action="subscription.activated",
+        entries=[
+            (sub, ("status", "activated_on") if sub.pk in first_time else ("status",), wanted[sub.pk][1])
+            for sub in ready
+        ],
+    )
+    for sub in ready:
+        events.publish(
+            events.SubscriptionStatusChanged(
+                schema=connection.schema_name,
+                subscription_id=sub.pk,
+                from_status=S.PENDING.value,
+                to_status=S.ACTIVE.value,
+                effective_on=wanted[sub.pk][0],
+            )
+        )
+    return ready, failures
+
+
 @transaction.atomic
 def subscription_suspend(
     *,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterator
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -298,7 +299,7 @@ def _check_network(value) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
         ) from None
 
 
-def _reserved(network, gateway: str | None) -> set:
+def reserved_addresses(network, gateway: str | None) -> set:
     reserved = {network.network_address}
     if network.version == 4 and network.prefixlen < 31:
         reserved.add(network.broadcast_address)
@@ -351,13 +352,17 @@ def ip_pool_create(
     return pool
 
 
-def _first_free(network, taken: set, reserved: set) -> str | None:
+def free_hosts(network, taken: set, reserved: set) -> Iterator[str]:
+    """The free host addresses of `network`, lowest first (gives up after ALLOCATION_SCAN_LIMIT)."""
     for scanned, host in enumerate(network.hosts() if network.num_addresses > 2 else iter(network)):
         if scanned >= ALLOCATION_SCAN_LIMIT:
-            return None
+            return
         if host not in reserved and str(host) not in taken:
-            return str(host)
-    return None
+            yield str(host)
+
+
+def _first_free(network, taken: set, reserved: set) -> str | None:
+    return next(free_hosts(network, taken, reserved), None)
 
 
 @transaction.atomic
@@ -387,7 +392,7 @@ def ip_allocate(
             {"pool": f"Pool {pool.name} is dynamic: the NAS hands its addresses out."}, code="dynamic"
         )
     network = ipaddress.ip_network(pool.network, strict=False)
-    reserved = _reserved(network, pool.gateway)
+    reserved = reserved_addresses(network, pool.gateway)
     taken = set(IpAssignment.objects.filter(pool=pool).values_list("address", flat=True))
     if address:
         wanted = ipaddress.ip_address(_check_ip(address, field="address"))

@@ -398,6 +398,11 @@ def _run(job: ProvisioningJob, actor: Actor, result: dict, *, expect: set[str]) 
     job = _set_state(
         job, state=State.RUNNING, actor=actor, expect=expect, attempts=job.attempts + 1, error="", finished_at=None
     )
+    return _continue(job, actor, result)
+
+
+def _continue(job: ProvisioningJob, actor: Actor, result: dict) -> ProvisioningJob:
+    """Run a `running` job's remaining steps one by one, then mark it done (or failed at a step)."""
     for step in job_steps(job.action, job.params):
         if step in job.steps_done:
             continue

@@ -304,6 +304,15 @@ class ProvisionRetryInput(StrictInput):
     params = serializers.DictField(required=False, default=dict)
 
 
+class ProvisionManyItem(StrictInput):
+    subscription = serializers.IntegerField(min_value=1)
+    params = serializers.DictField(required=False, default=dict)
+
+
+class ProvisionManyInput(StrictInput):
+    items = serializers.ListField(child=ProvisionManyItem(), min_length=1, max_length=1000)
+
+
 class ProvisioningJobResult(ProvisioningJobOutput):
     pppoe_password = serializers.SerializerMethodField(help_text="Only when this run created the credentials.")
 
@@ -312,3 +321,20 @@ class ProvisioningJobResult(ProvisioningJobOutput):
 
     def get_pppoe_password(self, obj) -> str | None:
         return (getattr(obj, "result", None) or {}).get("pppoe_password")
+
+
+class ProvisionManyOutcome(serializers.Serializer):
+    subscription = serializers.IntegerField()
+    job = ProvisioningJobResult(allow_null=True, help_text="The job (done or failed), when one was created.")
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        allow_null=True,
+        help_text="Why no job was created (bad params, wrong status, a job already open).",
+    )
+
+
+class ProvisionManyOutput(serializers.Serializer):
+    done = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    refused = serializers.IntegerField()
+    results = ProvisionManyOutcome(many=True)

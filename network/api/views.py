@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 
 from compliance.audit import Actor, client_ip
 from customers.models import Subscription
+from isp.api.errors import django_validation_to_drf
 from network import alarms as alarm_services
 from network import services
 from network.graphs import traffic_svg
@@ -319,6 +320,7 @@ class OnuViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     create=extend_schema(request=s.ProvisionInput, responses={201: s.ProvisioningJobResult}),
     retry=extend_schema(request=s.ProvisionRetryInput, responses=s.ProvisioningJobResult),
     cancel=extend_schema(request=s.ReasonInput, responses=s.ProvisioningJobOutput),
+    activate_many=extend_schema(request=s.ProvisionManyInput, responses=s.ProvisionManyOutput),
 )
 class ProvisioningJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Provisioning status per subscription: steps done, the failed step and its error. POST runs a
@@ -331,6 +333,7 @@ class ProvisioningJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, v
         "create": ["network.add_provisioningjob"],
         "retry": ["network.change_provisioningjob"],
         "cancel": ["network.change_provisioningjob"],
+        "activate_many": ["network.add_provisioningjob"],
     }
     http_method_names = ["get", "post", "head", "options"]
 
@@ -359,6 +362,37 @@ class ProvisioningJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, v
             self.get_object(), params=data.validated_data["params"] or None, actor=Actor.from_request(request)
         )
         return Response(s.ProvisioningJobResult(job).data, headers={"Cache-Control": "no-store"})
+
+    @action(detail=False, methods=["post"], url_path="activate-many")
+    def activate_many(self, request):
+        """Activate up to 1,000 subscriptions at once (a street lit up, an import): one job each,
+        as POST would create, run a step at a time for the whole batch. Each subscription's
+        outcome is listed: its job (done, or failed at a step: retry it), or why none was created."""
+        from network.provisioning_batch import provision_activate_many
+
+        data = s.ProvisionManyInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        items = data.validated_data["items"]
+        outcomes = provision_activate_many(
+            requests=[(item["subscription"], item["params"]) for item in items], actor=Actor.from_request(request)
+        )
+        results = []
+        for item in items:
+            outcome = outcomes[item["subscription"]]
+            if isinstance(outcome, ProvisioningJob):
+                results.append({"subscription": item["subscription"], "job": outcome, "errors": None})
+            else:
+                errors = django_validation_to_drf(outcome).detail
+                results.append({"subscription": item["subscription"], "job": None, "errors": errors})
+        body = {
+            "done": sum(1 for r in results if r["job"] is not None and r["job"].state == ProvisioningJob.State.DONE),
+            "failed": sum(
+                1 for r in results if r["job"] is not None and r["job"].state == ProvisioningJob.State.FAILED
+            ),
+            "refused": sum(1 for r in results if r["job"] is None),
+            "results": results,
+        }
+        return Response(s.ProvisionManyOutput(body).data, headers={"Cache-Control": "no-store"})
 
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):

@@ -242,3 +242,60 @@ def test_a_failed_provisioning_job_is_cancelled_with_a_reason_and_a_new_one_can_
     again = ops.post("/api/v1/provisioning-jobs/", {**body, "params": {"pool": "cancel-pool"}}, format="json").json()
     assert again["state"] == "done"
     assert ProvisioningJob.objects.filter(subscription=sub).count() == 2
+
+
+@pytest.mark.behavior
+def test_many_subscriptions_activated_in_one_request_each_with_its_outcome(tenant, staff_client):
+    from network.models import IpAssignment, IpPool, ProvisioningJob
+
+    ops = staff_client(tenant, roles.NETWORK_OPS)
+    IpPool.objects.create(name="street-pool", network="100.64.70.0/29", gateway="100.64.70.1")
+    pending = []
+    for _ in range(3):
+        customer = CustomerFactory()
+        pending.append(
+            cs.subscription_create(
+                customer=customer,
+                plan=PlanFactory(),
+                service_address=ServiceAddressFactory(customer=customer),
+                actor=ACTOR,
+            )
+        )
+    items = [{"subscription": sub.pk, "params": {"pool": "street-pool"}} for sub in pending]
+    items[2]["params"]["onu_serial"] = "HWTC0BADBEEF"  # not found by autofind yet
+    items.append({"subscription": pending[0].pk + 10_000, "params": {}})
+    # support may look but not activate
+    support = staff_client(tenant, roles.SUPPORT)
+    refused = support.post("/api/v1/provisioning-jobs/activate-many/", {"items": items}, format="json")
+    assert refused.status_code == 403
+    assert not ProvisioningJob.objects.exists()
+    response = ops.post("/api/v1/provisioning-jobs/activate-many/", {"items": items}, format="json")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["done"], body["failed"], body["refused"]) == (2, 1, 1)
+    by_sub = {r["subscription"]: r for r in body["results"]}
+    for sub in pending[:2]:
+        job = by_sub[sub.pk]["job"]
+        assert job["state"] == "done"
+        assert job["pppoe_password"]
+        sub.refresh_from_db()
+        assert sub.status == "active"
+    failed = by_sub[pending[2].pk]["job"]
+    assert (failed["state"], failed["current_step"]) == ("failed", "bind_onu")
+    assert "HWTC0BADBEEF" in failed["error"]
+    assert by_sub[pending[0].pk + 10_000]["errors"] == {
+        "subscription": [f"There is no subscription {pending[0].pk + 10_000}."]
+    }
+    assert sorted(IpAssignment.objects.values_list("address", flat=True)) == [
+        "100.64.70.2",
+        "100.64.70.3",
+        "100.64.70.4",
+    ]
+    # the passwords are in this response only
+    listed = ops.get(f"/api/v1/provisioning-jobs/{by_sub[pending[0].pk]['job']['id']}/").json()
+    assert "pppoe_password" not in listed
+    too_many = ops.post(
+        "/api/v1/provisioning-jobs/activate-many/", {"items": [{"subscription": 1}] * 1001}, format="json"
+    )
+    assert too_many.status_code == 400
+    assert "items" in too_many.json()["error"]["fields"]

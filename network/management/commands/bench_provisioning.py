@@ -1,6 +1,6 @@
 """Benchmark the provisioning workflow:
 
-    python manage.py bench_provisioning [--subscriptions 1000] [--workers 2]
+    python manage.py bench_provisioning [--subscriptions 1000] [--workers 2] [--mode batch|single]
 
 Prints one line per step and, as the last line, one JSON object (see network/bench_provisioning.py).
 """
@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from django.core.management.base import BaseCommand, CommandError
 
-from network.bench_provisioning import bench_provisioning
+from network.bench_provisioning import MODES, bench_provisioning
 
 
 class Command(BaseCommand):
@@ -23,13 +23,22 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--subscriptions", type=int, default=1000)
         parser.add_argument("--workers", type=int, default=2, help="forked processes (default 2, one per core)")
+        parser.add_argument(
+            "--mode",
+            choices=MODES,
+            default="batch",
+            help="batch: provision_activate_many (default); single: provision() one subscription at a time",
+        )
 
     def handle(self, *args, **options):
         if options["subscriptions"] < 1 or options["workers"] < 1:
             raise CommandError("--subscriptions and --workers must be at least 1")
         self.stdout.write(f"bench_provisioning: {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC")
         result = bench_provisioning(
-            subscriptions=options["subscriptions"], workers=options["workers"], log=self.stdout.write
+            subscriptions=options["subscriptions"],
+            workers=options["workers"],
+            mode=options["mode"],
+            log=self.stdout.write,
         )
         figures = result.as_json_dict()
         self.stdout.write(
