@@ -16,7 +16,7 @@ from django.utils import timezone
 from psycopg import sql
 
 from compliance.audit import Actor
-from compliance.models import AuditEvent
+from compliance.models import AUDIT_RECORD_FIELDS, AuditEvent
 from customers.services import next_number_block
 from isp.middleware import current_request_id
 
@@ -73,19 +73,7 @@ LINE_COLUMNS = (
     "credits_line_id",
 )
 TAX_COLUMNS = ("invoice_id", "line_id", "tax_rate_id", "name", "rate", "amount")
-AUDIT_COLUMNS = (
-    "occurred_at",
-    "actor_type",
-    "actor_id",
-    "actor_label",
-    "action",
-    "object_type",
-    "object_id",
-    "changed_fields",
-    "reason",
-    "request_id",
-    "source_ip",
-)
+AUDIT_COLUMNS = AUDIT_RECORD_FIELDS  # the chain is the database's (compliance/models.py)
 
 
 _AUDIT_FIELDS = json.dumps(["number", "total", "amount_due"])

@@ -7,3 +7,6 @@ class ComplianceConfig(AppConfig):
 
     def ready(self):
         from . import checks  # noqa: F401 - registers the system checks
+
+        # Celery's autodiscovery imports `compliance.tasks` only: register the retention task here.
+        from .dsr import tasks  # noqa: F401

@@ -1,5 +1,9 @@
 """Recording audit events. Call inside the transaction that makes the change, so the change
-and its record commit or roll back together."""
+and its record commit or roll back together.
+
+The database chains every event it stores when the writing transaction commits
+(compliance/chain.py): the returned event is unsealed (no `seq` or `hash` yet); read it again
+after the commit to see them. Events are never updated or deleted."""
 
 from __future__ import annotations
 

@@ -13,7 +13,6 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from compliance.audit import Actor, audit_record, client_ip
-from compliance.models import AuditEvent
 
 from . import services
 from .models import Domain, Tenant
@@ -138,23 +137,6 @@ class TenantAdmin(admin.ModelAdmin):
                 self.message_user(request, f"{tenant.slug}: {'; '.join(exc.messages)}", level=messages.ERROR)
 
 
-class ReadOnlyAuditAdmin(admin.ModelAdmin):
-    list_display = ("occurred_at", "actor_type", "actor_label", "action", "object_type", "object_id", "request_id")
-    list_filter = ("action", "actor_type", "object_type")
-    search_fields = ("action", "object_id", "actor_label", "request_id")
-    date_hierarchy = "occurred_at"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-platform_admin.register(AuditEvent, ReadOnlyAuditAdmin)
 platform_admin.register(User, UserAdmin)
 platform_admin.register(Group, GroupAdmin)
 
@@ -189,6 +171,5 @@ class StaffUserAdmin(UserAdmin):
 
 admin.site.unregister(User)
 admin.site.register(User, StaffUserAdmin)
-admin.site.register(AuditEvent, ReadOnlyAuditAdmin)
 admin.site.site_header = "ISP back office"
 admin.site.site_title = "ISP back office"

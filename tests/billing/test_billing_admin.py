@@ -8,7 +8,6 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection
-from django.test import Client
 
 from billing import run_tasks
 from billing.models import BillingRun, CreditNote, Discount, Invoice, InvoiceLine, Payment, TaxRate
@@ -16,20 +15,10 @@ from billing.services import billing_run_execute
 from compliance.models import AuditEvent
 from tenants import roles
 from tests.billing.issued import ACTOR, bill_customers
+from tests.clients import TenantAdminClient
 from tests.factories import StaffUserFactory
 
 pytestmark = [pytest.mark.django_db]
-
-
-class TenantAdminClient(Client):
-    """Django's test client on a tenant host; gives the test its schema back after each request."""
-
-    def request(self, **request):
-        previous = connection.tenant
-        try:
-            return super().request(**request)
-        finally:
-            connection.set_tenant(previous)
 
 
 @pytest.fixture
