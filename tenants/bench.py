@@ -33,7 +33,7 @@ from django.db import connection, transaction
 from psycopg import sql
 
 from compliance.audit import Actor
-from compliance.models import AuditEvent
+from tenants.isolation import tenant_db_role_drop
 
 from .models import Domain, Tenant, schema_name_for_slug
 from .services import tenant_create
@@ -210,24 +210,24 @@ def _cleanup(run: _Created, say: Callable[[str], None]) -> list[str]:
     try:
         connection.set_schema_to_public()
         with transaction.atomic():
-            audit_events, _ = AuditEvent.objects.filter(actor_type=run.actor.type, actor_label=run.actor.label).delete()
             domains, _ = Domain.objects.filter(tenant__slug__startswith=run.slug_prefix).delete()
             tenant_rows, _ = Tenant.objects.filter(slug__startswith=run.slug_prefix).delete()
     except Exception as exc:  # noqa: BLE001 - cleanup reports and goes on
         problems.append(f"rows: {type(exc).__name__}: {exc}")
-        audit_events = domains = tenant_rows = 0
+        domains = tenant_rows = 0
 
     dropped = 0
     for schema in _schemas_to_drop(run, problems):
         try:
             with connection.cursor() as cursor:
                 cursor.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+            tenant_db_role_drop(schema)
             dropped += 1
         except Exception as exc:  # noqa: BLE001
             problems.append(f"schema {schema}: {type(exc).__name__}: {exc}")
     say(
-        f"cleanup: dropped {dropped} schema(s), deleted {tenant_rows} tenant(s), {domains} domain(s), "
-        f"{audit_events} public audit event(s)" + (f"; {len(problems)} problem(s)" if problems else "")
+        f"cleanup: dropped {dropped} schema(s), deleted {tenant_rows} tenant(s), {domains} domain(s) "
+        "(their public audit events stay)" + (f"; {len(problems)} problem(s)" if problems else "")
     )
     return problems
 

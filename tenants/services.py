@@ -18,6 +18,7 @@ from django_tenants.utils import schema_context, schema_exists
 from compliance.audit import Actor, audit_record
 
 from . import roles
+from .isolation import tenant_db_role_ensure
 from .models import Domain, Tenant, schema_name_for_slug
 from .template import clone_align_names, clone_triggers, template_schema_ensure_current
 
@@ -98,6 +99,7 @@ def tenant_create(
         CloneSchema().clone_schema(settings.TENANT_BASE_SCHEMA, tenant.schema_name, "DATA", set_connection=False)
         clone_align_names(settings.TENANT_BASE_SCHEMA, tenant.schema_name)
         clone_triggers(settings.TENANT_BASE_SCHEMA, tenant.schema_name)
+        tenant_db_role_ensure(tenant.schema_name)  # its restricted database role (tenants.isolation)
         audit_record(actor=actor, action="tenant.created", target=tenant, source_ip=source_ip)
         with schema_context(tenant.schema_name):
             roles.roles_sync()

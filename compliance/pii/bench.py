@@ -424,8 +424,9 @@ def bench_pii(
 
 
 def bench_tenant_cleanup(*, schema: str, slug: str, actor: Actor, say: Callable[[str], None]) -> list[str]:
-    """Remove a benchmark's throwaway tenant: schema, tenant/domain rows, its public audit events and
-    its data keys. Tries every step and reports what could not be removed."""
+    """Remove a benchmark's throwaway tenant: schema, database role, tenant/domain rows and its data keys. Its
+    public audit events stay: the audit trail is append-only (docs/compliance.md). Tries every
+    step and reports what could not be removed."""
     from tenants.models import Domain, Tenant
 
     problems: list[str] = []
@@ -438,11 +439,17 @@ def bench_tenant_cleanup(*, schema: str, slug: str, actor: Actor, say: Callable[
     except Exception as exc:  # noqa: BLE001 - cleanup reports and goes on
         problems.append(f"schema {schema}: {type(exc).__name__}: {exc}")
     try:
+        from tenants.isolation import tenant_db_role_drop
+
+        if tenant_db_role_drop(schema):
+            steps.append("its database role dropped")
+    except Exception as exc:  # noqa: BLE001
+        problems.append(f"role: {type(exc).__name__}: {exc}")
+    try:
         with transaction.atomic():
-            events, _ = AuditEvent.objects.filter(actor_type=actor.type, actor_label=actor.label).delete()
             Domain.objects.filter(tenant__slug=slug).delete()
             tenants, _ = Tenant.objects.filter(slug=slug).delete()
-        steps.append(f"{tenants} tenant row(s), {events} public audit event(s) deleted")
+        steps.append(f"{tenants} tenant row(s) deleted")
     except Exception as exc:  # noqa: BLE001
         problems.append(f"rows: {type(exc).__name__}: {exc}")
     try:

@@ -24,6 +24,11 @@ A trigger function, `radius.session_usage()`, turns every increase of a session'
 counters into the day's usage row of the subscription (`billing_usagerecord`, the table
 billing's usage selector reads), in the tenant's time zone.
 
+`radius.nas_directory` and `radius.subscriber` hold rows of every tenant: they carry row-level
+security (tenants.isolation, installed at the end of `radius_interface_install()`), so SQL that
+runs as a tenant's restricted role sees that tenant's rows only. The functions above are owned by
+the installing role (the tables' owner), which RLS does not restrict: FreeRADIUS's path is unchanged.
+
 Everything here is idempotent (CREATE ... IF NOT EXISTS / OR REPLACE)."""
 
 from __future__ import annotations
@@ -519,13 +524,25 @@ def radius_interface_install() -> None:
         # last fraction of a second of records FreeRADIUS already answered: interim counters are
         # cumulative, so the next interim (or the stale-session close) recovers all but the last
         # delta of a session that stopped in that window. docs/radius.md.
-        cursor.execute(sql.SQL("ALTER ROLE {} SET synchronous_commit = off").format(sql.Identifier(role)))
+        # Only when not set yet: roles are cluster-wide, and two databases' installs (parallel test
+        # runs) altering the same role at once fail with "tuple concurrently updated".
+        cursor.execute(
+            "SELECT 1 FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole "
+            "WHERE r.rolname = %s AND s.setdatabase = 0 AND 'synchronous_commit=off' = ANY (s.setconfig)",
+            [role],
+        )
+        if cursor.fetchone() is None:
+            cursor.execute(sql.SQL("ALTER ROLE {} SET synchronous_commit = off").format(sql.Identifier(role)))
         cursor.execute(INSTALL_SQL)
         cursor.execute(sql.SQL("GRANT USAGE ON SCHEMA radius TO {}").format(sql.Identifier(role)))
         for signature in RADIUS_ROLE_FUNCTIONS:
             cursor.execute(
                 sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(sql.SQL(signature), sql.Identifier(role))
             )
+    # Row-level security on the shared tables and the tenants' restricted roles (docs/isolation.md).
+    from tenants.isolation import isolation_install
+
+    isolation_install()
 
 
 def seal(cursor, secret: str) -> bytes:

@@ -371,12 +371,13 @@ def kill(process: subprocess.Popen) -> None:
 
 
 def tenant_drop(tenant) -> list[str]:
-    """Remove a throwaway tenant completely: schema, tenant and domain rows, public audit events
-    that name it, its data keys in the key store. Returns the problems (none expected)."""
+    """Remove a throwaway tenant completely: schema, database role, tenant and domain rows, its data
+    keys in the key store (its public audit events stay: the trail is append-only). Returns the
+    problems (none expected)."""
     from psycopg import sql
 
-    from compliance.models import AuditEvent
     from compliance.pii.keystore import get_keystore
+    from tenants.isolation import tenant_db_role_drop
     from tenants.models import Domain, Tenant
 
     problems = []
@@ -384,10 +385,10 @@ def tenant_drop(tenant) -> list[str]:
     try:
         with connection.cursor() as cursor:
             cursor.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(tenant.schema_name)))
+        tenant_db_role_drop(tenant.schema_name)
     except Exception as exc:  # noqa: BLE001 - cleanup goes on and reports
         problems.append(f"schema: {exc}")
     try:
-        AuditEvent.objects.filter(object_type="tenants.tenant", object_id=str(tenant.pk)).delete()
         Domain.objects.filter(tenant_id=tenant.pk).delete()
         Tenant.objects.filter(pk=tenant.pk).delete()
     except Exception as exc:  # noqa: BLE001

@@ -9,6 +9,7 @@ from django_tenants.utils import schema_context
 from compliance.pii.keystore import keystore_database_ensure
 from network.radius.db import radius_interface_install, radius_subscribers_rebuild
 from tenants import roles
+from tenants.isolation import isolation_install
 from tenants.models import Tenant
 from tenants.services import public_tenant_ensure
 from tenants.template import clone_align_names, clone_triggers, template_migrate
@@ -39,4 +40,6 @@ class Command(BaseCommand):
                 radius_subscribers_rebuild(tenant.schema_name)
             with schema_context(tenant.schema_name):
                 roles.roles_sync()
+        # Tenant roles may use the tables the tenant migrations just added (docs/isolation.md).
+        isolation_install()
         self.stdout.write(self.style.SUCCESS(f"Migrated the platform, the template and {len(tenants)} tenant(s)."))
