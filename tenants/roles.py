@@ -18,6 +18,9 @@ NETWORK_OPS = "network_ops"
 SUPPORT = "support"
 AUDITOR = "auditor"
 STAFF_ROLES = (OWNER, BILLING_ADMIN, NETWORK_OPS, SUPPORT, AUDITOR)
+# Roles that must log in to the tenant admin with a second factor (TOTP, isp/security/otp.py);
+# the others may enrol a device and are then asked for it too.
+TWO_FACTOR_REQUIRED = (OWNER, BILLING_ADMIN)
 
 ALL = ("view", "add", "change", "delete")
 READ = ("view",)
@@ -50,6 +53,13 @@ NEVER_GRANTED = (
     # Written by FreeRADIUS (sessions) and the CoA sender only.
     Rule("network", "radiussession", ("add", "change", "delete")),
     Rule("network", "coarequest", ("add", "change", "delete")),
+    # Login protection: the lockout's access log is written by django-axes only (owners may
+    # delete an access attempt to lift a lockout); a second-factor device is created by its
+    # own user's enrolment only (owners may view one, without its key, and delete it to reset).
+    Rule("axes", "accesslog", ("add", "change")),
+    Rule("axes", "accessfailurelog", ("add", "change")),
+    Rule("axes", "accessattempt", ("add", "change")),
+    Rule("otp_totp", "totpdevice", ("add", "change")),
 )
 
 ROLE_RULES: dict[str, tuple[Rule, ...]] = {

@@ -102,6 +102,34 @@ def django_db_setup(request, django_test_environment, django_db_blocker, django_
             teardown_databases(db_cfg, verbosity=request.config.option.verbose)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _force_login_includes_the_second_factor():
+    """`client.force_login(user)` means "signed in": for staff whose role needs a second factor in
+    the admin (isp/security/otp.py), it also gives them a confirmed TOTP device and marks the
+    session verified, as a completed two-step login would. The two-step login itself is tested
+    through the real login form (tests/security/test_login_protection.py)."""
+    from django.test import Client
+    from django_otp import DEVICE_ID_SESSION_KEY
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from isp.security.otp import DEVICE_NAME, second_factor_required
+
+    original = Client.force_login
+
+    def force_login(self, user, backend=None):
+        original(self, user, backend)
+        if second_factor_required(user):
+            device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+            device = device or TOTPDevice.objects.create(user=user, name=DEVICE_NAME, confirmed=True)
+            session = self.session
+            session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+            session.save()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Client, "force_login", force_login)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     """Throttle counters and other cached state never leak from one test into the next."""

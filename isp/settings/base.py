@@ -48,10 +48,16 @@ SHARED_APPS = [
     "django.contrib.auth",
     "django.contrib.sessions",
     "django.contrib.messages",
-    "django.contrib.admin",
+    # Django's admin, with the tenant staff's two-factor check (isp/security/admin_site.py).
+    "isp.security.admin_apps.TenantAdminConfig",
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    # Failed-login lockout and staff TOTP: in both lists, like auth (users are per schema).
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "isp.security",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_filters",
@@ -63,8 +69,11 @@ TENANT_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "django.contrib.sessions",
-    "django.contrib.admin",
+    "isp.security.admin_apps.TenantAdminConfig",
     "rest_framework.authtoken",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "compliance",
     "customers",
     "billing",
@@ -91,9 +100,12 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "compliance.middleware.PIIKeyScopeMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: turns a login refused by the lockout into its response (isp/security/lockout.py).
+    "axes.middleware.AxesMiddleware",
 ]
 
 TEMPLATES = [
@@ -130,9 +142,32 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 LOGIN_URL = "admin:login"
 AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out username + address before any password is checked.
+    "isp.security.lockout.LockoutBackend",
     "django.contrib.auth.backends.ModelBackend",  # staff and operators, by username
     "customers.auth.CustomerEmailBackend",  # portal customers, by e-mail (blind index)
 ]
+
+# Failed-login lockout (django-axes), for the admin login and POST /api/v1/auth/token/: after
+# ISP_LOGIN_FAILURE_LIMIT failures of one username from one address, that pair is refused (429)
+# for ISP_LOGIN_LOCKOUT_MINUTES. Attempts are stored in the schema of the host (users are per
+# schema). The per-tenant API throttle (ISP_LOGIN_THROTTLE) limits the rate on top of this.
+AXES_ENABLED = True
+AXES_FAILURE_LIMIT = env.int("ISP_LOGIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = env.float("ISP_LOGIN_LOCKOUT_MINUTES", default=30.0) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # locked for the cool-off from the lockout
+AXES_CLIENT_IP_CALLABLE = "compliance.audit.client_ip"  # REMOTE_ADDR, set by the proxy
+AXES_LOCKOUT_CALLABLE = "isp.security.lockout.lockout_response"
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_VERBOSE = False  # the `security` logger reports lockouts (isp/security/events.py)
+AXES_SENSITIVE_PARAMETERS = ["username", "password"]
+
+# Staff two-factor login (django-otp, TOTP): required in the tenant admin for the roles in
+# tenants.roles.TWO_FACTOR_REQUIRED (owner, billing_admin); optional for the others.
+OTP_TOTP_ISSUER = env.str("ISP_OTP_ISSUER", default="ISP back office")
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # the admin never shows a device's key
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = not DEBUG and env.bool("DJANGO_SECURE_COOKIES", default=True)
@@ -157,8 +192,10 @@ WHITENOISE_USE_FINDERS = DEBUG
 # --- API ----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        # DRF's token authentication, reporting a token of another tenant (isp/security/authentication.py).
+        "isp.security.authentication.TenantTokenAuthentication",
+        # The admin's session, once its second factor is verified where the role needs one.
+        "isp.security.authentication.VerifiedSessionAuthentication",
     ],
     # Fail closed: a view that forgets to declare its access rules serves nobody.
     "DEFAULT_PERMISSION_CLASSES": ["isp.api.permissions.DeclaredRolePermission"],
@@ -204,6 +241,8 @@ SPECTACULAR_SETTINGS = {
         "AlarmStateEnum": "network.models.Alarm.State",
         "OnuStateEnum": "network.models.Onu.State",
         "ProvisioningJobStateEnum": "network.models.ProvisioningJob.State",
+        "DataSubjectRequestKindEnum": "compliance.models.DataSubjectRequest.Kind",
+        "DataSubjectRequestStatusEnum": "compliance.models.DataSubjectRequest.Status",
     },
 }
 
@@ -243,6 +282,13 @@ CELERY_BEAT_SCHEDULE = {
     },
     # Hourly roll-ups of interface samples, purge past retention.
     "network-snmp-retention": {"task": "network.snmp_retention_all_tenants", "schedule": crontab(minute=5)},
+    # Data past the tenant's retention policy (closed RADIUS sessions, expired export archives).
+    "compliance-retention-purge": {
+        "task": "compliance.retention_purge_all_tenants",
+        "schedule": crontab(hour=3, minute=30),
+    },
+    # Every audit chain recomputed, its head logged outside the database (compliance/tasks.py).
+    "compliance-audit-verify": {"task": "compliance.audit_verify_all", "schedule": crontab(hour=4, minute=15)},
 }
 
 # --- RADIUS ------------------------------------------------------------------------------
@@ -274,19 +320,41 @@ NETWORK_ALARM_WEBHOOK_SECRET = env.str("NETWORK_ALARM_WEBHOOK_SECRET", default="
 NETWORK_ALARM_WEBHOOK_TIMEOUT = env.float("NETWORK_ALARM_WEBHOOK_TIMEOUT", default=5.0)
 
 # --- Logging ------------------------------------------------------------------------------
+# Every handler masks personal data (e-mail addresses, phone numbers, IBAN-like numbers and the
+# values of personal-data fields) before a record is written or mailed: isp/security/logging.py.
+# Security events (lockouts, foreign tokens, second-factor failures) go to the `security` logger.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "isp.middleware.RequestIdLogFilter"}},
+    "filters": {
+        "request_id": {"()": "isp.middleware.RequestIdLogFilter"},
+        "pii": {"()": "isp.security.logging.PIIScrubFilter"},
+        "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]},
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id", "pii"]},
+        # Django's error mails (to ADMINS, none by default), with the filter too.
+        "mail_admins": {
+            "class": "isp.security.logging.PIIAdminEmailHandler",
+            "level": "ERROR",
+            "filters": ["require_debug_false", "request_id", "pii"],
+        },
     },
     "root": {"handlers": ["console"], "level": env.str("DJANGO_LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django": {"handlers": ["mail_admins"], "level": "INFO"},
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},  # runserver
+        "django.db.backends": {"level": "WARNING"},
+        "security": {"level": "INFO"},
+    },
 }
+# Error pages and mails (DEBUG's technical page, 500 mails) hide settings, request data and
+# local variables whose names are secrets or personal data.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "isp.security.logging.PIIExceptionReporterFilter"
+DEFAULT_EXCEPTION_REPORTER = "isp.security.logging.PIIExceptionReporter"
 
 # --- Personal data (docs/pii.md) ---------------------------------------------------------
 # Key ring, newest first: "k2:<base64 32 bytes>,k1:<base64 32 bytes>". Required; `make setup`

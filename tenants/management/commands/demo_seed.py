@@ -95,10 +95,17 @@ class Command(BaseCommand):
             f"Network devices: {devices['devices']} registered, {devices['reachable']} reachable "
             f"(the simulated routers `make demo` starts), {devices['samples']} history samples."
         )
+        from isp.security.otp import demo_device, provisioning
+
+        with tenant_context(tenant):
+            second_factor = provisioning(demo_device(get_user_model().objects.get(username=DEMO_OWNER)))
         port = options["port"]
         self.stdout.write("")
         self.stdout.write(f"  Staff admin : http://{tenant.primary_host}:{port}/admin/")
         self.stdout.write(f"  API docs    : http://{tenant.primary_host}:{port}/api/docs/")
         self.stdout.write(f"  Username    : {DEMO_OWNER}")
         self.stdout.write(f"  Password    : {password}   (DEV-ONLY demo credentials, kept in .local/)")
+        self.stdout.write(f"  TOTP secret : {second_factor['secret']}   (owners need a second factor in the admin:")
+        self.stdout.write("                add it to an authenticator app, or `oathtool --totp -b <secret>`)")
+        self.stdout.write(f"  TOTP URI    : {second_factor['uri']}")
         self.stdout.write("")
