@@ -29,6 +29,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from compliance.audit import Actor, audit_record
+from compliance.audit_bulk import audit_many
 from tenants.clock import tenant_today  # noqa: F401 - re-exported
 
 from . import balances, selectors
@@ -114,7 +115,7 @@ def billing_run_batch(*, run: BillingRun, customer_ids: list[int], actor: Actor)
         result.issued = _write_with_isolation(
             drafts, run=run, terms=terms, actor=actor, failed=result.failed, settled_at=started
         )
-        _apply_credit(result.issued)
+        _apply_credit(result.issued, actor=actor)
         _record_batch(run, result)
     return result
 
@@ -156,22 +157,36 @@ def _write_with_isolation(drafts, *, run, terms: TenantTerms, actor: Actor, fail
     return issued
 
 
-def _apply_credit(issued: list[tuple[int, int, str, Decimal]]) -> None:
-    """Credit balances pay new invoices first (never below zero); a negative invoice adds credit."""
+def _apply_credit(issued: list[tuple[int, int, str, Decimal]], *, actor: Actor) -> None:
+    """Credit balances pay new invoices first (never below zero); a negative invoice adds credit.
+    Each movement is audited on its invoice, in the batch's transaction (one INSERT)."""
     if not issued:
         return
     with_credit = selectors.customers_with_credit([cid for cid, *_ in issued])
-    for cid, invoice_id, _number, amount_due in issued:
+    entries = []
+    for cid, invoice_id, number, amount_due in issued:
         if amount_due < 0:
             balances.balance_add(customer_id=cid, amount=-amount_due, reason="negative_invoice", invoice_id=invoice_id)
+            entries.append(
+                ("invoice.credit_added", invoice_id, ["credit_balance"], f"{number}: {-amount_due} to credit")
+            )
         elif cid in with_credit and amount_due > 0:
             used = balances.balance_use(
                 customer_id=cid, up_to=amount_due, reason="applied_to_invoice", invoice_id=invoice_id
             )
             if used:
+                changed = ["credit_applied", "credit_balance"]
                 Invoice.objects.filter(pk=invoice_id).update(credit_applied=used)
                 if used == amount_due:
                     Invoice.objects.filter(pk=invoice_id).update(status=Invoice.Status.PAID)
+                    changed.append("status")
+                entries.append(("invoice.credit_applied", invoice_id, changed, f"{number}: {used} of credit applied"))
+    for action in {entry[0] for entry in entries}:
+        audit_many(
+            actor=actor,
+            action=action,
+            entries=[(Invoice(pk=pk), fields, reason) for name, pk, fields, reason in entries if name == action],
+        )
 
 
 def _record_batch(run: BillingRun, result: BatchResult) -> None:

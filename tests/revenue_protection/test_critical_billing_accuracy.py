@@ -39,6 +39,7 @@ from billing.domain.taxes import CompoundTaxOnInclusiveTenant
 from billing.engine import TenantTerms, draft_invoice
 from billing.models import BalanceMovement, BillingRun, Invoice, InvoiceLine, InvoiceTax
 from billing.selectors import BatchFacts, CustomerRow, SubscriptionRow
+from compliance.models import AuditEvent
 from customers.models import Subscription
 from tests.revenue_protection import helpers as h
 from tests.revenue_protection.helpers import D, q6
@@ -641,6 +642,19 @@ def test_credit_balance_pays_new_invoices_never_below_zero(tenant):
     assert large_invoice.balance_due == 0
     assert large_invoice.status == Invoice.Status.PAID
     assert BalanceMovement.objects.filter(invoice=large_invoice, amount=-D(40 * k)).exists()
+    # each use of credit is audited on its invoice, in the run's transaction
+    applied = {
+        e.object_id: e
+        for e in AuditEvent.objects.filter(
+            action="invoice.credit_applied", object_id__in=[str(small_invoice.pk), str(large_invoice.pk)]
+        )
+    }
+    assert applied[str(small_invoice.pk)].changed_fields == ["credit_applied", "credit_balance"]
+    assert applied[str(large_invoice.pk)].changed_fields == ["credit_applied", "credit_balance", "status"]
+    assert (
+        applied[str(large_invoice.pk)].reason
+        == f"{large_invoice.number}: {large_invoice.credit_applied} of credit applied"
+    )
 
 
 @pytest.mark.behavior
@@ -653,6 +667,8 @@ def test_a_negative_invoice_goes_to_the_credit_balance(us):
     assert final.amount_due == D("-14.19")
     assert final.credit_applied == 0
     assert credit_of(who.id) == D("14.19")
+    added = AuditEvent.objects.get(action="invoice.credit_added", object_id=str(final.pk))
+    assert added.reason == f"{final.number}: 14.19 to credit"
 
 
 @pytest.mark.behavior
