@@ -453,10 +453,10 @@ class PaymentAdmin(ServiceAdmin):
     rest to credit balance) and then read-only."""
 
     form = PaymentForm
-    list_display = ("id", "customer", "amount_shown", "received_on", "method", "reference", "status")
+    list_display = ("id", "customer", "amount_shown", "received_on", "method", "status")
     list_select_related = ("customer",)
     list_filter = ("method", "status", "received_on")
-    search_fields = ("reference", "gateway_reference")
+    search_fields = ("gateway_reference",)  # the payer's reference is encrypted (personal data)
     raw_id_fields = ("customer",)
     ordering = ("-received_on", "-id")
     amount_shown = money_column("amount", "amount")

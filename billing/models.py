@@ -10,6 +10,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 
+from compliance.pii.fields import EncryptedTextField, SubjectKeyField
 from customers.models import Customer, Plan, Subscription
 
 MONEY = {"max_digits": 20, "decimal_places": 6}
@@ -313,7 +314,10 @@ class Payment(models.Model):
     currency = models.CharField(max_length=3)
     received_on = models.DateField()
     method = models.CharField(max_length=16, choices=Method.choices)
-    reference = models.CharField(max_length=100, blank=True)
+    # The payer's own words (a bank transfer's reference often carries their name): encrypted with
+    # the customer's data key, copied here by `payment_record`, so an erasure shreds it too.
+    data_key_id = SubjectKeyField(null=True)
+    reference = EncryptedTextField()
     gateway_reference = models.CharField(max_length=100, null=True, blank=True, unique=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.SUCCEEDED)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -122,6 +122,7 @@ def payment_record(
                 currency=currency,
                 received_on=received_on,
                 method=method,
+                data_key_id=customer.data_key_id,  # the reference is sealed with the customer's key
                 reference=(reference or "").strip()[:100],
                 gateway_reference=gateway_reference,
             )

@@ -92,9 +92,11 @@ def _objects(model, label):
 
 
 def erase_payment_references(ctx: ErasureContext) -> int:
-    payments = list(Payment.objects.select_for_update().filter(customer_id=ctx.subject.pk).exclude(reference=""))
+    payments = list(
+        Payment.objects.select_for_update().filter(customer_id=ctx.subject.pk, reference__isnull=False)
+    )
     for payment in payments:
-        payment.reference = ""
+        payment.reference = None
         payment.save(update_fields=["reference"])
         audit_record(
             actor=ctx.actor,

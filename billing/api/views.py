@@ -29,6 +29,7 @@ from billing.models import BillingRun, CreditNote, Discount, DiscountAssignment,
 from billing.pdf import invoice_filename, invoice_pdf
 from billing.services import billing_run_create
 from compliance.audit import Actor, client_ip
+from compliance.pii.fields import pii_prefetch
 from customers.api.pii import ADDRESS_PII, pii_mode_for, record_reveal
 from customers.models import Customer, ServiceAddress
 
@@ -196,6 +197,13 @@ class PaymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     filterset_class = filters.PaymentFilter
     ordering_fields = ("received_on", "amount", "id")
     ordering = ("-received_on", "-id")
+
+    def paginate_queryset(self, queryset):
+        """The page's data keys in one key-store query (each reference is sealed with its customer's key)."""
+        page = super().paginate_queryset(queryset)
+        if page is not None:
+            pii_prefetch(page)
+        return page
 
     @extend_schema(request=s.PaymentCreateInput, responses={201: s.PaymentOutput, 200: s.PaymentOutput})
     def create(self, request):

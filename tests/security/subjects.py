@@ -161,7 +161,7 @@ PII_B = {
     "payment_reference": "Transfer from Bartholomew Ostrander-Lyle",
 }
 # What is stored in clear on purpose (network and accounting identifiers) - the scan must see them.
-CLEAR_AT_REST = ("pppoe_username", "framed_ip", "calling_station_id", "payment_reference")
+CLEAR_AT_REST = ("pppoe_username", "framed_ip", "calling_station_id")
 
 
 def verified(customer, kind) -> DataSubjectRequest:
