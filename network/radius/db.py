@@ -448,7 +448,9 @@ BEGIN
         session_time = GREATEST(s.session_time, EXCLUDED.session_time),
         input_octets = GREATEST(s.input_octets, EXCLUDED.input_octets),
         output_octets = GREATEST(s.output_octets, EXCLUDED.output_octets),
-        framed_ip_address = COALESCE(EXCLUDED.framed_ip_address, s.framed_ip_address),
+        -- An anonymised session (data-subject erasure: user name cleared) takes no identifier back.
+        framed_ip_address = CASE WHEN s.username = '' THEN s.framed_ip_address
+                                 ELSE COALESCE(EXCLUDED.framed_ip_address, s.framed_ip_address) END,
         -- A real Stop is final; a session closed as stale reopens when the NAS still reports it.
         stop_time = CASE WHEN s.stop_time IS NOT NULL AND s.terminate_cause <> 'Stale-Session'
                          THEN s.stop_time ELSE EXCLUDED.stop_time END,

@@ -45,6 +45,7 @@ from tests.security.subjects import (
     CLEAR_AT_REST,
     PII_A,
     PII_B,
+    accounting,
     archive_files,
     subject_with_history,
     verified,
@@ -204,6 +205,32 @@ def test_erasure_disconnects_the_open_session_at_its_nas(two_subjects):
     coa = CoaRequest.objects.get(subscription=a.subscription)
     assert coa.outcome == "ack"
     assert "User-Name" not in coa.attributes
+
+
+@pytest.mark.data_safety
+@pytest.mark.behavior
+def test_late_accounting_from_a_nas_after_erasure_writes_no_identifier_back(two_subjects):
+    # given: an erased subject whose NAS did not act on the Disconnect
+    a, _ = two_subjects
+    services.dsr_fulfil(request=verified(a.customer, K.ERASURE), actor=ACTOR)
+    session = RadiusSession.objects.get(acct_session_id="zq-s2")
+    assert (session.username, session.framed_ip_address, session.calling_station_id) == ("", None, "")
+    # when: the NAS still sends an Interim-Update for the open session, with the user and address
+    accounting(
+        "Interim-Update",
+        user=a.pii["pppoe_username"],
+        session="zq-s2",
+        framed_ip=a.pii["framed_ip"],
+        calling=a.pii["calling_station_id"],
+        when=timezone.now(),
+        octets=5000,
+        secs=600,
+    )
+    # then: the anonymised session keeps no identifier; the subject's values are nowhere
+    session.refresh_from_db()
+    assert (session.username, session.framed_ip_address, session.calling_station_id) == ("", None, "")
+    for field in CLEAR_AT_REST:
+        assert not where_found(a.pii[field]), field
 
 
 @pytest.mark.data_safety
