@@ -110,6 +110,13 @@ def onu_autofind(olt: Device, *, actor: Actor | None = None) -> list[Onu]:
         ports = {p.index: p for p in PonPort.objects.filter(olt=olt)}
         for index in sorted({r.pon_port for r in rows} - set(ports)):
             ports[index] = PonPort.objects.create(olt=olt, index=index, name=new_port_names.get(index, ""))
+            audit_record(
+                actor=actor,
+                action="pon_port.discovered",
+                target=ports[index],
+                changed_fields=["index", "name"],
+                reason=f"autofind on {olt.name}",
+            )
         existing = {o.serial: o for o in Onu.objects.select_for_update().filter(serial__in=[r.serial for r in rows])}
         seen, created, moved = [], [], []
         for row in rows:

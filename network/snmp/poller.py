@@ -35,6 +35,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 from psycopg import sql
 
+from compliance.audit import Actor, audit_record
+
 from ..models import Device, Interface, InterfaceSample
 from .counters import CounterReading, Interval, interface_rates, uptime_interval
 from .credentials import SnmpTarget, target_for
@@ -587,8 +589,21 @@ def discovery_store(result: DiscoveryResult) -> DiscoveryResult:
         )
         if result.sys_descr is not None:
             Device.objects.filter(pk=result.device_id).update(sys_descr=result.sys_descr[:255])
-    result.created = sum(1 for row in result.rows if row["if_index"] not in existing)
-    result.updated = len(result.rows) - result.created
+        result.created = sum(1 for row in result.rows if row["if_index"] not in existing)
+        result.updated = len(result.rows) - result.created
+        added = sorted(row["if_index"] for row in result.rows if row["if_index"] not in existing)
+        audit_record(
+            actor=Actor.system("snmp discovery"),
+            action="device.discovered",
+            object_type=Device._meta.label_lower,
+            object_id=str(result.device_id),
+            changed_fields=["interfaces", "sys_descr"],
+            reason=(
+                f"{result.created} interface(s) added"
+                + (f" (ifIndex {', '.join(map(str, added[:20]))}{', ...' if len(added) > 20 else ''})" if added else "")
+                + f", {result.updated} refreshed"
+            ),
+        )
     return result
 
 

@@ -175,6 +175,7 @@ def test_autofind_creates_ports_and_discovered_onus_from_the_olt(olts, vendor):
     assert [(o.pon_port.name, o.pon_port.index, o.onu_index, o.serial) for o in found] == EXPECTED_AUTOFIND[vendor]
     assert {o.state for o in Onu.objects.filter(olt=olt)} == {Onu.State.DISCOVERED}
     assert PonPort.objects.filter(olt=olt).count() == 2
+    assert AuditEvent.objects.filter(action="pon_port.discovered").count() == 2
     # only the ONU that is online counts as seen
     seen = set(Onu.objects.filter(olt=olt, last_seen_at__isnull=False).values_list("onu_index", "pon_port__index"))
     assert seen == {(EXPECTED_AUTOFIND[vendor][0][2], EXPECTED_AUTOFIND[vendor][0][1])}
@@ -184,6 +185,7 @@ def test_autofind_creates_ports_and_discovered_onus_from_the_olt(olts, vendor):
     assert [o.pk for o in again] == [o.pk for o in found]
     assert Onu.objects.filter(olt=olt).count() == 3
     assert AuditEvent.objects.filter(action="onu.discovered").count() == 3
+    assert AuditEvent.objects.filter(action="pon_port.discovered").count() == 2
 
 
 @pytest.mark.behavior

@@ -142,6 +142,16 @@ def test_discovery_creates_interfaces_from_if_mib_and_updates_them_in_place(tena
     assert (again.created, again.updated) == (0, 2)
     assert Interface.objects.filter(device=device).count() == 2
     assert _iface(device, 1).alias == "to core (new fibre)"
+    # and each discovery is in the audit trail, as the system's
+    reasons = list(
+        AuditEvent.objects.filter(action="device.discovered", object_id=str(device.pk))
+        .order_by("id")
+        .values_list("actor_type", "reason")
+    )
+    assert reasons == [
+        ("system", "2 interface(s) added (ifIndex 1, 2), 0 refreshed"),
+        ("system", "0 interface(s) added, 2 refreshed"),
+    ]
 
 
 @pytest.mark.behavior
