@@ -28,8 +28,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from compliance.audit import Actor, audit_record
-from compliance.audit_bulk import audit_many
+from compliance.audit import Actor, audit_many, audit_record
 from tenants.clock import tenant_today  # noqa: F401 - re-exported
 
 from . import balances, selectors

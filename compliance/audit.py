@@ -80,27 +80,43 @@ def audit_record(
     )
 
 
-def audit_pii_reveal(
-    *, actor: Actor, objects: Iterable[models.Model], fields: Iterable[str], source_ip: str | None = None
+def audit_many(
+    *,
+    actor: Actor,
+    action: str,
+    entries: Iterable[tuple[models.Model, Iterable[str], str]],
+    source_ip: str | None = None,
 ) -> int:
-    """One `pii.revealed` event per object whose personal data was shown in clear (bulk insert)."""
+    """One `action` event per (target, changed field names, reason), in one INSERT; returns how
+    many. For batch paths (provisioning many subscriptions, activating many, a billing batch).
+    Same rule as `audit_record`: inside the transaction that makes the changes."""
     if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("audit_pii_reveal must be called inside a transaction")
+        raise RuntimeError(f"{action} events must be recorded inside the transaction that makes the changes")
     request_id = current_request_id() if current_request_id() != "-" else ""
-    names = sorted(set(fields))
     events = [
         AuditEvent(
             actor_type=actor.type,
             actor_id=actor.id,
             actor_label=actor.label[:150],
-            action="pii.revealed",
-            object_type=obj._meta.label_lower,
-            object_id=str(obj.pk),
-            changed_fields=names,
+            action=action,
+            object_type=target._meta.label_lower,
+            object_id=str(target.pk),
+            changed_fields=sorted(set(fields)),
+            reason=reason[:500],
             request_id=request_id,
             source_ip=source_ip,
         )
-        for obj in objects
+        for target, fields, reason in entries
     ]
-    AuditEvent.objects.bulk_create(events, batch_size=500)
+    AuditEvent.objects.bulk_create(events, batch_size=1000)
     return len(events)
+
+
+def audit_pii_reveal(
+    *, actor: Actor, objects: Iterable[models.Model], fields: Iterable[str], source_ip: str | None = None
+) -> int:
+    """One `pii.revealed` event per object whose personal data was shown in clear (bulk insert)."""
+    names = sorted(set(fields))
+    return audit_many(
+        actor=actor, action="pii.revealed", entries=[(obj, names, "") for obj in objects], source_ip=source_ip
+    )

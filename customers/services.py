@@ -16,7 +16,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from psycopg import sql
 
-from compliance.audit import Actor, audit_record
+from compliance.audit import Actor, audit_many, audit_record
 
 from . import events
 from .domain.lifecycle import IllegalTransition, SubscriptionStatus, check_dates, check_transition
@@ -496,8 +496,6 @@ def subscriptions_activate_many(
 
     Call inside the caller's transaction (it locks the subscriptions, in id order)."""
     from django.db.models import Max
-
-    from compliance.audit_bulk import audit_many
 
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("subscriptions_activate_many must run inside a transaction")

@@ -26,8 +26,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 
-from compliance.audit import Actor
-from compliance.audit_bulk import audit_many
+from compliance.audit import Actor, audit_many
 from customers import services as customer_services
 from customers.models import Customer, Subscription
 
@@ -396,7 +395,7 @@ def batch_radius_credentials(ctxs: list[StepContext], actor: Actor) -> tuple[Not
 
 
 def batch_bind_onu(ctxs: list[StepContext], actor: Actor) -> tuple[Notes, Failures]:
-    from .gpon.service import SEEN_RECENTLY
+    from .gpon.service import onu_bind, onu_binding_problem
 
     notes: Notes = {}
     failures: Failures = {}
@@ -421,25 +420,10 @@ def batch_bind_onu(ctxs: list[StepContext], actor: Actor) -> tuple[Notes, Failur
         elif onu.subscription_id == sub.pk:
             ctx.result["onu_serial"] = serial
             notes[ctx.job.pk] = f"ONU {serial} bound"
-        elif onu.subscription_id is not None:
-            failures[ctx.job.pk] = _invalid(
-                "onu", f"ONU {serial} is already authorised for subscription {onu.subscription_id}.", "onu_taken"
-            )
-        elif sub.pk in bound:
-            failures[ctx.job.pk] = _invalid(
-                "subscription",
-                f"Subscription {sub.pk} already has ONU {bound[sub.pk]}; deauthorise it first.",
-                "subscription_has_onu",
-            )
-        elif sub.status == S.TERMINATED:
-            failures[ctx.job.pk] = _invalid(
-                "subscription", f"Subscription {sub.pk} is terminated.", "subscription_terminated"
-            )
+        elif (problem := onu_binding_problem(onu, sub, bound.get(sub.pk))) is not None:
+            failures[ctx.job.pk] = problem
         else:
-            recently_seen = onu.last_seen_at is not None and now - onu.last_seen_at <= SEEN_RECENTLY
-            onu.subscription = sub
-            onu.authorised_at = now
-            onu.state = Onu.State.ONLINE if recently_seen else Onu.State.OFFLINE
+            onu_bind(onu, sub, now=now)
             bound[sub.pk] = serial
             changed.append(onu)
             ctx.result["onu_serial"] = serial

@@ -224,6 +224,33 @@ def onu_by_serial(serial: str) -> Onu | None:
     return Onu.objects.filter(serial=canonical).first()
 
 
+def onu_binding_problem(onu: Onu, subscription: Subscription, bound_serial: str | None) -> ValidationError | None:
+    """Why `onu` may not be bound to `subscription` (None: it may). `bound_serial` is the serial of
+    the ONU the subscription already has, if any. One ONU per subscription, one subscription per ONU."""
+    if onu.subscription_id is not None and onu.subscription_id != subscription.pk:
+        return _error(
+            "onu", f"ONU {onu.serial} is already authorised for subscription {onu.subscription_id}.", "onu_taken"
+        )
+    if bound_serial is not None and bound_serial != onu.serial:
+        return _error(
+            "subscription",
+            f"Subscription {subscription.pk} already has ONU {bound_serial}; deauthorise it first.",
+            "subscription_has_onu",
+        )
+    if subscription.status == Subscription.Status.TERMINATED:
+        return _error("subscription", f"Subscription {subscription.pk} is terminated.", "subscription_terminated")
+    return None
+
+
+def onu_bind(onu: Onu, subscription: Subscription, *, now) -> None:
+    """Set the binding on the instance (the caller saves and audits): online if seen recently,
+    else offline until the next optics poll says."""
+    recently_seen = onu.last_seen_at is not None and now - onu.last_seen_at <= SEEN_RECENTLY
+    onu.subscription = subscription
+    onu.authorised_at = now
+    onu.state = Onu.State.ONLINE if recently_seen else Onu.State.OFFLINE
+
+
 @transaction.atomic
 def onu_authorise(*, onu: Onu, subscription: Subscription, actor: Actor, source_ip: str | None = None) -> Onu:
     """Bind the ONU to the subscription: one ONU per subscription, one subscription per ONU.
@@ -232,24 +259,11 @@ def onu_authorise(*, onu: Onu, subscription: Subscription, actor: Actor, source_
     subscription = Subscription.objects.select_for_update().get(pk=subscription.pk)
     if onu.subscription_id == subscription.pk:
         return onu
-    if onu.subscription_id is not None:
-        raise _error(
-            "onu", f"ONU {onu.serial} is already authorised for subscription {onu.subscription_id}.", "onu_taken"
-        )
-    other = Onu.objects.filter(subscription=subscription).first()
-    if other is not None:
-        raise _error(
-            "subscription",
-            f"Subscription {subscription.pk} already has ONU {other.serial}; deauthorise it first.",
-            "subscription_has_onu",
-        )
-    if subscription.status == Subscription.Status.TERMINATED:
-        raise _error("subscription", f"Subscription {subscription.pk} is terminated.", "subscription_terminated")
-    now = timezone.now()
-    recently_seen = onu.last_seen_at is not None and now - onu.last_seen_at <= SEEN_RECENTLY
-    onu.subscription = subscription
-    onu.authorised_at = now
-    onu.state = Onu.State.ONLINE if recently_seen else Onu.State.OFFLINE  # until the next poll says
+    other = Onu.objects.filter(subscription=subscription).values_list("serial", flat=True).first()
+    problem = onu_binding_problem(onu, subscription, other)
+    if problem is not None:
+        raise problem
+    onu_bind(onu, subscription, now=timezone.now())
     onu.save(update_fields=["subscription", "authorised_at", "state"])
     audit_record(
         actor=actor,

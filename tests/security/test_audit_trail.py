@@ -30,8 +30,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from psycopg import sql
 
-from compliance.audit import Actor, audit_pii_reveal, audit_record
-from compliance.audit_bulk import audit_many
+from compliance.audit import Actor, audit_many, audit_pii_reveal, audit_record
 from compliance.chain import GENESIS, PURGE_ACTION, ChainRow, audit_retention_purge, chain_verify, seal_pending
 from compliance.models import AuditEvent
 from tenants import roles
