@@ -37,6 +37,8 @@ APT_PACKAGES=(
     freeradius freeradius-postgresql freeradius-utils
     # WeasyPrint runtime libraries; poppler-utils (pdftotext, pdftoppm) for the invoice PDF tests
     libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils
+    # the browser tests drive Debian's Chromium through Playwright (no browser download)
+    chromium
 )
 
 log() { printf 'setup: %s\n' "$*"; }
