@@ -8,8 +8,9 @@ Steps, in order; the run stops at the first step that fails:
    or business_logic_protection.
 3. ``rest``: every test not selected by either gate.
 
-A step fails when pytest exits non-zero, or when a *gate* selects no tests
-(pytest exit code 5). ``rest`` selecting nothing is reported but allowed.
+A step fails when pytest exits non-zero, when a *gate* selects no tests
+(pytest exit code 5), or when a test in a gate was skipped without a reason (a bare
+``pytest.skip()`` or ``@pytest.mark.skip``). ``rest`` selecting nothing is reported but allowed.
 
 Each step writes ``test-artifacts/<step>.xml`` (JUnit XML), which is parsed for
 the selected / passed / failed / skipped / error counts. The step also sets
@@ -37,12 +38,14 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_DS = "isp.settings.test"
 ARTIFACTS = Path("test-artifacts")
 NO_TESTS_COLLECTED = 5
+# What pytest's JUnit report says for a skip that gave no reason.
+BARE_SKIP_MESSAGES = frozenset({"", "skipped", "skipped:", "unconditional skip"})
 
 REVENUE_MARKERS = ("revenue_critical", "billing_core", "payment_flow")
 DATA_MARKERS = ("data_safety", "customer_data_protection", "ai_safety", "business_logic_protection")
@@ -64,17 +67,22 @@ class Outcome:
     failed: int = 0
     skipped: int = 0
     errors: int = 0
+    unexplained_skips: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         if self.returncode == NO_TESTS_COLLECTED or self.selected == 0:
             return not self.step.must_select and self.returncode in (0, NO_TESTS_COLLECTED)
+        if self.step.must_select and self.unexplained_skips:
+            return False
         return self.returncode == 0
 
     @property
     def result(self) -> str:
         if self.selected == 0 and self.returncode in (0, NO_TESTS_COLLECTED):
             return "EMPTY (ok)" if self.ok else "FAIL (no tests)"
+        if self.returncode == 0 and not self.ok:
+            return f"FAIL ({len(self.unexplained_skips)} skipped without a reason)"
         return "PASS" if self.ok else f"FAIL (exit {self.returncode})"
 
 
@@ -112,8 +120,10 @@ def parse_junit(path: Path, outcome: Outcome) -> None:
             outcome.failed += 1
         elif case.find("error") is not None:
             outcome.errors += 1
-        elif case.find("skipped") is not None:
+        elif (skipped := case.find("skipped")) is not None:
             outcome.skipped += 1
+            if skipped.get("message", "").strip().lower() in BARE_SKIP_MESSAGES:
+                outcome.unexplained_skips.append(f"{case.get('classname')}::{case.get('name')}")
         else:
             outcome.passed += 1
 
@@ -145,6 +155,8 @@ def run_step(step: Step, extra: list[str], kinds: Counter[str]) -> Outcome:
 
     outcome = Outcome(step, returncode)
     parse_junit(junit, outcome)
+    for name in outcome.unexplained_skips:
+        print(f"run_gates: {step.name}: skipped without a reason: {name}", file=sys.stderr)
     kinds.update(read_kinds(kinds_file))
     return outcome
 

@@ -3,10 +3,11 @@
 Load it with ``-p tests._collect_markers`` (usually together with ``--collect-only``) and set
 ``ISP_COLLECT_MARKERS_OUT`` to the output file. Without that variable it does nothing.
 
-Output: ``{"rootdir": "...", "items": [{"nodeid": ..., "path": ..., "markers": [...]}, ...]}``
+Output: ``{"rootdir": "...", "items": [{"nodeid": ..., "path": ..., "markers": [...], "skips": [...]}, ...]}``
 where ``path`` is the item's file relative to the rootdir (POSIX separators) and ``markers``
 are the sorted, de-duplicated names of every marker that applies to the item (its own, its
-class's and its module's ``pytestmark``), as ``item.iter_markers()`` reports them.
+class's and its module's ``pytestmark``), as ``item.iter_markers()`` reports them; ``skips`` the
+reasons its skip/skipif/xfail markers give ('' for none).
 """
 
 from __future__ import annotations
@@ -16,6 +17,17 @@ import os
 from pathlib import Path
 
 ENV_VAR = "ISP_COLLECT_MARKERS_OUT"
+SKIP_MARKERS = ("skip", "skipif", "xfail")
+
+
+def _skip_reason(marker) -> str:
+    """The reason a skip/skipif/xfail marker gives ('' when none): its reason=, or for skip its
+    first argument, or for a skipif/xfail with a string condition the condition (pytest shows it)."""
+    reason = marker.kwargs.get("reason")
+    if reason is None and marker.args:
+        first = marker.args[0]
+        reason = first if marker.name == "skip" or isinstance(first, str) else ""
+    return str(reason or "")
 
 
 def _relative(path: Path, rootdir: Path) -> str:
@@ -35,6 +47,7 @@ def pytest_collection_finish(session) -> None:
             "nodeid": item.nodeid,
             "path": _relative(Path(item.path), rootdir),
             "markers": sorted({marker.name for marker in item.iter_markers()}),
+            "skips": [_skip_reason(marker) for marker in item.iter_markers() if marker.name in SKIP_MARKERS],
         }
         for item in session.items
     ]

@@ -3,7 +3,7 @@ suites: profile, service address, active subscription, PPPoE account, RADIUS ses
 `radius.accounting` as FreeRADIUS would, an issued invoice, a payment, a portal login. And the
 tools to look for their values: the data-subject request helpers and a scan of every table.
 
-Used by tests/security/test_data_subject_rights.py and tests/security/test_security_compliance.py."""
+Used by tests/compliance/test_data_subject_rights.py and tests/security/test_security_compliance.py."""
 
 from __future__ import annotations
 

@@ -2,9 +2,9 @@
 really committed - as a backup, an auditor or someone holding a dump of the database sees it.
 
 Each piece has its own file in this folder, with the same gate markers:
-- test_audit_trail.py: append-only table, hash chain sealed at commit, `audit_verify`, tamper
+- ../compliance/test_audit_trail.py: append-only table, hash chain sealed at commit, `audit_verify`, tamper
   detection (edited, deleted, reordered, unsealed), the audited retention purge, read-only admin/API;
-- test_data_subject_rights.py: the request workflow and deadline, export archive, erasure by
+- ../compliance/test_data_subject_rights.py: the request workflow and deadline, export archive, erasure by
   crypto-shredding and pseudonymisation, refusals (legal hold, unpaid balance), CCPA, retention;
 - test_tenant_isolation.py, test_task_and_command_isolation.py: isolation in depth (every endpoint
   with another tenant's host, token or ids; row-level security and tenant roles; tasks, commands);
@@ -207,13 +207,14 @@ def test_key_rotation_keeps_every_value_of_a_customer_with_a_full_history(tenant
 
 
 SUITE = {
-    "test_audit_trail.py": {"data_safety"},
-    "test_data_subject_rights.py": {"customer_data_protection", "data_safety"},
-    "test_tenant_isolation.py": {"data_safety"},
-    "test_task_and_command_isolation.py": {"data_safety"},
-    "test_rbac_matrix.py": {"customer_data_protection"},
-    "test_login_protection.py": {"customer_data_protection"},
-    "test_code_safety.py": {"ai_safety"},
+    "compliance/test_audit_trail.py": {"data_safety"},
+    "compliance/test_data_subject_rights.py": {"customer_data_protection", "data_safety", "revenue_critical"},
+    "compliance/test_compliance_code_safety.py": {"ai_safety"},
+    "security/test_tenant_isolation.py": {"data_safety"},
+    "security/test_task_and_command_isolation.py": {"data_safety"},
+    "security/test_rbac_matrix.py": {"customer_data_protection"},
+    "security/test_login_protection.py": {"customer_data_protection"},
+    "security/test_code_safety.py": {"ai_safety"},
 }
 
 
@@ -236,10 +237,9 @@ def _markers(path) -> set[str]:
 def test_every_part_of_the_security_suite_is_there_with_its_gate_markers():
     """A part of the suite deleted, renamed or stripped of its gate marker would stop blocking
     deployments without anyone noticing; this test notices."""
-    folder = REPO / "tests" / "security"
     for name, gates in SUITE.items():
-        path = folder / name
-        assert path.exists(), f"tests/security/{name} is missing"
+        path = REPO / "tests" / name
+        assert path.exists(), f"tests/{name} is missing"
         found = _markers(path)
-        assert gates <= found, f"tests/security/{name} lost its gate marker(s) {sorted(gates - found)}"
-        assert {"behavior", "contract", "property", "smoke"} & found, f"tests/security/{name} has no kind marker"
+        assert gates <= found, f"tests/{name} lost its gate marker(s) {sorted(gates - found)}"
+        assert {"behavior", "contract", "property", "smoke"} & found, f"tests/{name} has no kind marker"

@@ -15,7 +15,7 @@ import datetime
 import io
 import json
 import zipfile
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -24,7 +24,10 @@ from django.db import connection, transaction
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from billing.models import Invoice, Payment
+from billing.accounts import account_standing
+from billing.domain.money import minor_unit
+from billing.models import Invoice, InvoiceLine, Payment, PaymentAllocation
+from billing.payments import payment_record
 from billing.pdf import invoice_html
 from compliance.dsr import registry, services
 from compliance.dsr.retention import retention_purge
@@ -57,6 +60,11 @@ pytestmark = [pytest.mark.customer_data_protection]
 K = DataSubjectRequest.Kind
 S = DataSubjectRequest.Status
 PPPOE_PASSWORD_A = "Zq-pppoe-secret-7731"
+INVOICE_MONEY = (
+    "pk", "number", "status", "currency", "subtotal", "tax_total", "total", "amount_due", "rounding_adjustment",
+    "credit_applied", "amount_paid",
+)
+LINE_MONEY = ("pk", "kind", "quantity", "unit_price", "amount", "net_amount", "tax_amount")
 
 
 @pytest.fixture
@@ -234,6 +242,8 @@ def test_late_accounting_from_a_nas_after_erasure_writes_no_identifier_back(two_
 
 
 @pytest.mark.data_safety
+@pytest.mark.payment_flow
+@pytest.mark.business_logic_protection
 @pytest.mark.behavior
 def test_erasure_is_refused_while_the_customer_owes_money_when_the_policy_says_so(tenant):
     # given: an unpaid invoice, the default policy (refuse with an unpaid balance)
@@ -254,6 +264,49 @@ def test_erasure_is_refused_while_the_customer_owes_money_when_the_policy_says_s
     again = services.dsr_fulfil(request=verified(customer, K.ERASURE), actor=ACTOR)
     assert again.status == S.FULFILLED
     assert Invoice.objects.get(pk=debtor.invoice.pk).balance_due == Decimal("40")
+
+
+@pytest.mark.revenue_critical
+@pytest.mark.billing_core
+@pytest.mark.behavior
+def test_erasure_leaves_every_amount_of_the_account_to_the_cent(two_subjects):
+    """Erasure removes who the money came from, never the money: the invoice with its lines, the
+    payment with its allocations, the credit ledger and the account's standing are the same after."""
+    # given: the subject also holds a credit (an overpayment of 7.35, or 7 yen) besides the paid invoice
+    a, _ = two_subjects
+    overpaid = Decimal("7.35").quantize(Decimal(1).scaleb(-minor_unit(connection.tenant.currency)), ROUND_DOWN)
+    payment_record(
+        customer=a.customer,
+        amount=overpaid,
+        received_on=datetime.date(2026, 11, 12),
+        method=Payment.Method.MANUAL,
+        reference="overpayment",
+        actor=ACTOR,
+    )
+
+    def money():
+        standing = account_standing(a.customer.pk)
+        return {
+            "invoices": list(Invoice.objects.filter(customer=a.customer).order_by("pk").values(*INVOICE_MONEY)),
+            "lines": list(InvoiceLine.objects.filter(invoice__customer=a.customer).order_by("pk").values(*LINE_MONEY)),
+            "payments": list(Payment.objects.filter(customer=a.customer).order_by("pk").values("pk", "amount")),
+            "allocations": list(
+                PaymentAllocation.objects.filter(payment__customer=a.customer).order_by("pk").values(
+                    "invoice_id", "amount"
+                )
+            ),
+            "ledger": [(m.amount, m.reason, m.invoice_id, m.payment_id) for m in standing.movements],
+            "standing": (standing.credit, standing.open_amount, standing.overdue_amount, standing.open_invoices),
+        }
+
+    before = money()
+    assert before["standing"] == (overpaid, Decimal("0"), Decimal("0"), 0)
+    assert [p["amount"] for p in before["payments"]] == [Decimal("40"), overpaid]
+    # when
+    request = services.dsr_fulfil(request=verified(a.customer, K.ERASURE), actor=ACTOR)
+    # then
+    assert request.status == S.FULFILLED, request.refusal_reason
+    assert money() == before
 
 
 @pytest.mark.data_safety
