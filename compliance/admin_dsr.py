@@ -157,7 +157,8 @@ class PrivacyPolicyAdmin(NoDeleteAdmin):
     readonly_fields = ("updated_at",)
 
     def has_add_permission(self, request):
-        return not PrivacyPolicy.objects.exists()
+        """One policy row: added once, by someone whose role may add it."""
+        return super().has_add_permission(request) and not PrivacyPolicy.objects.exists()
 
     def save_model(self, request, obj, form, change):
         changes = {f: form.cleaned_data[f] for f in form.changed_data if f in services.POLICY_FIELDS}
