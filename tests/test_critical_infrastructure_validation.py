@@ -63,6 +63,7 @@ SUITE_FILES = (
     "tests/revenue_protection/test_critical_billing_accuracy.py",
     "tests/network_infrastructure/test_isp_network_operations.py",
     "tests/security/test_security_compliance.py",
+    "tests/integration/test_end_to_end_workflows.py",
     "tests/performance/test_isp_scale_performance.py",
     "tests/test_abstract_hooks.py",
     "tests/test_critical_infrastructure_validation.py",
