@@ -20,8 +20,10 @@ ARGS ?=
 
 BENCH_DIR := bench-results/$(shell date +%Y%m%d-%H%M%S)
 # $(call bench,<management command> [args]): run one benchmark and keep its
-# output in $(BENCH_DIR)/<command>.txt.
-bench = $(ENV) $(PY) manage.py $(1) 2>&1 | tee $(BENCH_DIR)/$(firstword $(1)).txt
+# output in $(BENCH_DIR)/<command>.txt. A benchmark that fails is listed in
+# $(BENCH_DIR)/failed.txt and the next one still runs; the target fails at the end.
+bench = $(ENV) $(PY) manage.py $(1) 2>&1 | tee $(BENCH_DIR)/$(firstword $(1)).txt \
+	|| echo $(firstword $(1)) >> $(BENCH_DIR)/failed.txt
 
 .PHONY: help setup migrate demo test lint lint-checks bench clean-local
 
@@ -71,7 +73,9 @@ bench: setup migrate
 	$(call bench,bench_radius --subscribers 1000 --in-flight 200)
 	$(call bench,bench_provisioning --subscriptions 1000 --workers 2)
 	$(call bench,bench_polling --devices 1000 --agents 2)
-	@echo "bench: results in $(BENCH_DIR)/"
+	@# the report: a table and a chart per benchmark; it fails when one failed or gave no figures
+	$(PY) scripts/bench_report.py $(BENCH_DIR) || { echo "bench: see $(BENCH_DIR)/report.md"; exit 1; }
+	@echo "bench: results in $(BENCH_DIR)/, report in $(BENCH_DIR)/report.md"
 
 clean-local:
 	@if [ -d .local ]; then bash scripts/setup.sh stop-local; fi

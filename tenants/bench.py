@@ -221,7 +221,8 @@ def _cleanup(run: _Created, say: Callable[[str], None]) -> list[str]:
         try:
             with connection.cursor() as cursor:
                 cursor.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
-            tenant_db_role_drop(schema)
+            if schema.startswith(run.tenant_schema_prefix):  # a baseline schema has no tenant role
+                tenant_db_role_drop(schema)
             dropped += 1
         except Exception as exc:  # noqa: BLE001
             problems.append(f"schema {schema}: {type(exc).__name__}: {exc}")
