@@ -32,6 +32,7 @@ from compliance.audit import Actor, client_ip
 from compliance.pii.fields import pii_prefetch
 from customers.api.pii import ADDRESS_PII, pii_mode_for, record_reveal
 from customers.models import Customer, ServiceAddress
+from isp.api.schema import error_response
 
 from . import filters
 from . import serializers as s
@@ -62,6 +63,8 @@ def pdf_response(data: bytes, filename: str) -> HttpResponse:
     return response
 
 
+# A rate or discount that an issued invoice uses cannot be deleted: 400, end its validity instead.
+DESTROY_IN_USE = extend_schema(responses={204: None, 400: error_response(400)})
 PDF_RESPONSE = {(200, "application/pdf"): OpenApiResponse(OpenApiTypes.BINARY, description="The invoice as PDF.")}
 
 
@@ -274,6 +277,7 @@ class _CatalogViewSet(
 @extend_schema_view(
     create=extend_schema(request=s.TaxRateCreateInput, responses={201: s.TaxRateOutput}),
     partial_update=extend_schema(request=s.TaxRateUpdateInput, responses=s.TaxRateOutput),
+    destroy=DESTROY_IN_USE,
 )
 class TaxRateViewSet(_CatalogViewSet):
     """Tax rates by jurisdiction (country, region, locality). A compound rate is refused on a
@@ -309,6 +313,7 @@ class TaxRateViewSet(_CatalogViewSet):
 @extend_schema_view(
     create=extend_schema(request=s.DiscountCreateInput, responses={201: s.DiscountOutput}),
     partial_update=extend_schema(request=s.DiscountUpdateInput, responses=s.DiscountOutput),
+    destroy=DESTROY_IN_USE,
 )
 class DiscountViewSet(_CatalogViewSet):
     """Discounts on recurring service charges (percent 0 < value <= 100, or a fixed amount per

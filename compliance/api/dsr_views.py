@@ -24,6 +24,8 @@ from rest_framework.response import Response
 from compliance.audit import Actor, client_ip
 from compliance.dsr import services
 from compliance.models import DataSubjectRequest
+from isp.api.filters import IsoDateTimeFilter
+from isp.api.schema import error_response
 from isp.api.serializers import StrictInput
 
 VIEW = ["compliance.view_datasubjectrequest"]
@@ -90,7 +92,7 @@ class BlockersOutput(serializers.Serializer):
 
 class DataSubjectRequestFilter(filters.FilterSet):
     overdue = filters.BooleanFilter(method="filter_overdue", help_text="true: open and past the deadline.")
-    due_before = filters.IsoDateTimeFilter(field_name="due_at", lookup_expr="lt")
+    due_before = IsoDateTimeFilter(field_name="due_at", lookup_expr="lt")
 
     class Meta:
         model = DataSubjectRequest
@@ -163,7 +165,7 @@ class DataSubjectRequestViewSet(
         """What would stop an erasure of this request's customer now (legal hold, unpaid balance)."""
         return Response({"blockers": services.erasure_blockers(self.get_object().customer)})
 
-    @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY})
+    @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY, 400: error_response(400)})
     @action(detail=True, methods=["get"])
     def archive(self, request, pk=None):
         """The export archive (zip). Audited as a reveal of the subject's personal data."""

@@ -5,6 +5,7 @@ from django_filters import rest_framework as filters
 from rest_framework import serializers, viewsets
 
 from compliance.models import AUDIT_RECORD_FIELDS, AuditEvent
+from isp.api.filters import IsoDateTimeFilter
 
 
 class AuditEventFilter(filters.FilterSet):
@@ -12,10 +13,10 @@ class AuditEventFilter(filters.FilterSet):
     object = filters.CharFilter(
         method="filter_object", help_text="`app.model` or `app.model:id`, e.g. `customers.customer:42`."
     )
-    occurred_after = filters.IsoDateTimeFilter(
+    occurred_after = IsoDateTimeFilter(
         field_name="occurred_at", lookup_expr="gte", help_text="ISO 8601; this instant included."
     )
-    occurred_before = filters.IsoDateTimeFilter(
+    occurred_before = IsoDateTimeFilter(
         field_name="occurred_at", lookup_expr="lt", help_text="ISO 8601; this instant excluded."
     )
     seq_after = filters.NumberFilter(

@@ -222,6 +222,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Documents each operation's error responses (the Error shape of isp/api/errors.py) from its
+    # permission rule, authenticators, path and body; `/api/schema/` and `manage.py spectacular` agree.
+    "DEFAULT_GENERATOR_CLASS": "isp.api.schema.ApiSchemaGenerator",
     # Several models have a `status` (and two share one kind/category choice set): name each set.
     "ENUM_NAME_OVERRIDES": {
         "TenantStatusEnum": "tenants.models.Tenant.Status",

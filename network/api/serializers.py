@@ -131,6 +131,9 @@ class CoaRequestOutput(serializers.ModelSerializer):
 
 
 class RadiusSettingsOutput(serializers.ModelSerializer):
+    # Declared: the model field's blank-or-pattern would be documented as a oneOf that "" matches twice.
+    default_pool = serializers.CharField(read_only=True, help_text="Framed-Pool when no static IP; empty: none.")
+
     class Meta:
         model = RadiusSettings
         fields = [
@@ -228,6 +231,24 @@ class AlarmOutput(serializers.ModelSerializer):
             "acknowledged_at",
             "acknowledged_by",
         ]
+
+
+class AffectedSubscriptionOutput(serializers.Serializer):
+    subscription_id = serializers.IntegerField()
+    account_code = serializers.CharField()
+    plan_code = serializers.CharField()
+    plan_name = serializers.CharField()
+    status = serializers.CharField()
+    via = serializers.CharField(help_text='How it is hit: "onu <serial>", "session on <NAS address>", "port <name>".')
+
+
+class OutageReportOutput(serializers.Serializer):
+    """network.outage.OutageReport.as_json(): the live subscriptions an alarm takes service from."""
+
+    count = serializers.IntegerField()
+    by_plan = serializers.DictField(child=serializers.IntegerField(), help_text="Plan code -> subscriptions.")
+    by_status = serializers.DictField(child=serializers.IntegerField(), help_text="Status -> subscriptions.")
+    subscriptions = AffectedSubscriptionOutput(many=True)
 
 
 class AlarmAcknowledgeInput(StrictInput):

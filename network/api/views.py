@@ -11,7 +11,9 @@ from django.db import transaction
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from django_filters import rest_framework as filters
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -20,6 +22,8 @@ from rest_framework.views import APIView
 from compliance.audit import Actor, client_ip
 from customers.models import Subscription
 from isp.api.errors import django_validation_to_drf
+from isp.api.filters import IPAddressFilter
+from isp.api.schema import error_response
 from network import alarms as alarm_services
 from network import services
 from network.graphs import traffic_svg
@@ -43,6 +47,10 @@ from . import serializers as s
 
 def _audit_context(request) -> dict:
     return {"actor": Actor.from_request(request), "source_ip": client_ip(request)}
+
+
+# A subscription named in the body is looked up like a path id: one that does not exist is a 404.
+SUBSCRIPTION_NOT_FOUND = {404: error_response(404)}
 
 
 @extend_schema_view(
@@ -85,7 +93,9 @@ class NasViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 
 
 @extend_schema_view(
-    create=extend_schema(request=s.PppoeAccountCreateInput, responses={201: s.PppoeAccountWithPassword}),
+    create=extend_schema(
+        request=s.PppoeAccountCreateInput, responses={201: s.PppoeAccountWithPassword, **SUBSCRIPTION_NOT_FOUND}
+    ),
     partial_update=extend_schema(request=s.PppoeAccountUpdateInput, responses=s.PppoeAccountOutput),
     reset_password=extend_schema(request=s.PasswordResetInput, responses=s.PppoeAccountWithPassword),
 )
@@ -138,13 +148,28 @@ class PppoeAccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
         return Response(body, headers={"Cache-Control": "no-store"})
 
 
+class RadiusSessionFilter(filters.FilterSet):
+    nas_ip_address = IPAddressFilter()
+
+    class Meta:
+        model = RadiusSession
+        fields = ("username", "subscription", "nas_ip_address")
+
+
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter("open", OpenApiTypes.BOOL, description="true: open sessions only; false: closed ones.")
+        ]
+    )
+)
 class RadiusSessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Accounting sessions as FreeRADIUS stored them (read-only)."""
 
     required_permissions = {"list": ["network.view_radiussession"], "retrieve": ["network.view_radiussession"]}
     serializer_class = s.RadiusSessionOutput
     queryset = RadiusSession.objects.all()
-    filterset_fields = ("username", "subscription", "nas_ip_address")
+    filterset_class = RadiusSessionFilter
     ordering = ("-start_time",)
 
     def get_queryset(self):
@@ -229,10 +254,14 @@ class InterfaceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     ordering = ("device_id", "if_index")
 
     @extend_schema(
-        responses=s.TrafficPoint(many=True),
+        responses={
+            (200, "application/json"): s.TrafficPoint(many=True),
+            (200, "image/svg+xml"): OpenApiResponse(OpenApiTypes.STR, description="?as=svg: the graph."),
+        },
         parameters=[OpenApiParameter("as", str, enum=["json", "svg"], description="svg: the graph as image/svg+xml")],
+        filters=False,
     )
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)  # the last 24 h, never paginated
     def traffic(self, request, pk=None):
         interface = self.get_object()
         end = timezone.now()
@@ -283,7 +312,7 @@ class AlarmViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         )
         return Response(s.AlarmOutput(alarm).data)
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(responses=s.OutageReportOutput)
     @action(detail=True, methods=["get"])
     def outage(self, request, pk=None):
         return Response(outage_report(self.get_object()).as_json())
@@ -317,7 +346,7 @@ class OnuViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 
 
 @extend_schema_view(
-    create=extend_schema(request=s.ProvisionInput, responses={201: s.ProvisioningJobResult}),
+    create=extend_schema(request=s.ProvisionInput, responses={201: s.ProvisioningJobResult, **SUBSCRIPTION_NOT_FOUND}),
     retry=extend_schema(request=s.ProvisionRetryInput, responses=s.ProvisioningJobResult),
     cancel=extend_schema(request=s.ReasonInput, responses=s.ProvisioningJobOutput),
     activate_many=extend_schema(request=s.ProvisionManyInput, responses=s.ProvisionManyOutput),
