@@ -7,7 +7,8 @@
 
 - The column holds AES-256-GCM ciphertext (bytea): b"S1" | data key id (16) | nonce (12) |
   ciphertext+tag; the header and "<app.model>.<field>" are authenticated, so a value cannot be
-  copied into another column or row of another subject.
+  copied into another column; a value whose key id is not its row's `data_key_id` (copied from
+  another subject's row) is refused with PIIDecryptionError.
 - Reading the attribute decrypts lazily with the subject's data key (from the key store, outside
   the application database). When that key has been destroyed (erasure), text reads as
   `ERASED` and dates as None.
@@ -181,6 +182,13 @@ class EncryptedField(models.BinaryField):
 
     def open(self, instance, blob: bytes):
         key_id = key_id_of(blob)
+        owner = instance.__dict__.get(self.key_field)  # not loaded (deferred): nothing to compare
+        if owner is not None and owner != key_id:
+            # The label binds a value to its column; this binds it to its row's subject: a value
+            # copied from another subject's row is refused, not read as if it were this one's.
+            raise PIIDecryptionError(
+                f"{self.model.__name__}.{self.name} holds a value sealed for another data subject"
+            )
         dek = subject_key(instance, key_id)
         if dek is None:
             return self.erased_value

@@ -7,6 +7,7 @@ from django.db import connection
 
 from compliance.audit import Actor
 from compliance.pii.fields import ERASED, EncryptedFieldLookupError, pii_prefetch
+from compliance.pii.keyring import PIIDecryptionError
 from compliance.pii.keystore import get_keystore
 from customers.models import Customer, ServiceAddress
 from customers.services import customer_by_email, customer_create, service_address_create
@@ -97,3 +98,23 @@ def test_a_list_fetches_all_its_data_keys_in_one_key_store_query(tenant, django_
     with django_assert_num_queries(0):
         names = [c.name for c in customers]
     assert {f"Bulk {i}" for i in range(5)} <= set(names)
+
+
+@pytest.mark.data_safety
+@pytest.mark.behavior
+def test_a_value_copied_into_another_subjects_row_is_refused_not_read(tenant):
+    """Someone with write access to the table copies one customer's sealed e-mail into another
+    customer's row: the column label still matches, but the value was sealed for another data
+    subject, so reading it fails loudly instead of showing one person's data as another's."""
+    zelda = customer_create(actor=STAFF, name="Zelda Quartermain", email="zelda.q@example.org")
+    bruno = customer_create(actor=STAFF, name="Bruno Ostrander", email="bruno.o@example.net")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE customers_customer SET email = (SELECT email FROM customers_customer WHERE id = %s) WHERE id = %s",
+            [zelda.pk, bruno.pk],
+        )
+    copied = Customer.objects.get(pk=bruno.pk)
+    with pytest.raises(PIIDecryptionError, match="Customer.email holds a value sealed for another data subject"):
+        _ = copied.email
+    assert copied.name == "Bruno Ostrander"  # his own values still read
+    assert Customer.objects.get(pk=zelda.pk).email == "zelda.q@example.org"
