@@ -25,7 +25,7 @@ BENCH_DIR := bench-results/$(shell date +%Y%m%d-%H%M%S)
 bench = $(ENV) $(PY) manage.py $(1) 2>&1 | tee $(BENCH_DIR)/$(firstword $(1)).txt \
 	|| echo $(firstword $(1)) >> $(BENCH_DIR)/failed.txt
 
-.PHONY: help setup migrate demo test lint lint-checks bench clean-local
+.PHONY: help setup migrate demo test lint lint-checks mutation bench clean-local
 
 help:
 	@echo "make setup        install/start postgres, redis, .venv (idempotent)"
@@ -33,6 +33,7 @@ help:
 	@echo "make demo         migrate, seed demo tenant 'acme', run dev server on 127.0.0.1:$${PORT:-8000}"
 	@echo "make test         run the gated test suites (ARGS=... passed through)"
 	@echo "make lint         ruff + makemigrations --check"
+	@echo "make mutation     mutation score of billing/domain and the PII crypto (ARGS=... passed through)"
 	@echo "make bench        run benchmarks; output in bench-results/"
 	@echo "make clean-local  stop project-local postgres/redis and remove .local/"
 
@@ -63,6 +64,10 @@ lint: setup
 lint-checks:
 	.venv/bin/ruff check .
 	$(ENV) DJANGO_SETTINGS_MODULE=isp.settings.test $(PY) manage.py makemigrations --check --dry-run
+
+# Not part of `make test` (it takes minutes). Needs no database: scripts/mutation.py says why.
+mutation: setup
+	$(PY) scripts/mutation.py $(ARGS)
 
 # One line per benchmark; append new ones below.
 bench: setup migrate
