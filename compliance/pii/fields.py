@@ -149,6 +149,19 @@ class PIIDescriptor(DeferredAttribute):
         instance.__dict__[self.field.attname] = value
 
 
+# What an instance caches in its __dict__ while it is used: unwrapped data keys and decrypted values.
+INSTANCE_CACHES = ("_pii_keys", "_pii_plain")
+
+
+def _getstate_without_clear_caches(self):
+    """Model.__getstate__ minus the unwrapped data keys and decrypted values: a pickled (or copied)
+    instance carries its ciphertext only and decrypts again, through the key store, when read."""
+    state = models.Model.__getstate__(self)
+    for name in INSTANCE_CACHES:
+        state.pop(name, None)
+    return state
+
+
 class EncryptedField(models.BinaryField):
     """Base of the PII field family. Subclasses say how a value becomes bytes and back."""
 
@@ -156,6 +169,11 @@ class EncryptedField(models.BinaryField):
     key_field = "data_key_id"
     erased_value: object = ERASED
     form_class: type[forms.Field] = forms.CharField
+
+    def contribute_to_class(self, cls, name, *args, **kwargs):
+        super().contribute_to_class(cls, name, *args, **kwargs)
+        if cls.__getstate__ is models.Model.__getstate__:
+            cls.__getstate__ = _getstate_without_clear_caches
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("null", True)

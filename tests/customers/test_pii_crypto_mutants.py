@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import copy
 import datetime
 import os
+import pickle
 import re
 import string
 import uuid
@@ -573,3 +575,26 @@ def test_ciphertext_goes_to_the_database_as_bytes():
     assert field.get_db_prep_value(None, connection) is None
     assert field.from_db_value(None, None, connection) is None
     assert field.to_python(b"x") == b"x"
+
+
+@pytest.mark.behavior
+def test_a_pickled_or_copied_instance_carries_ciphertext_only_and_decrypts_again():
+    """A loaded customer caches its unwrapped data key and the values it decrypted; pickling it
+    (a cache, a task queue) or copying it must not carry either."""
+    customer, key_id, dek = new_subject(name="Zelda Quartermain", email="zelda@example.org")
+    with subject_keys({key_id: dek}):
+        row = stored_row(customer)
+        never_read = pickle.loads(pickle.dumps(loaded(Customer, row)))  # noqa: S301 - nothing cached yet
+        assert never_read.email == "zelda@example.org"
+        loaded_customer = loaded(Customer, row)
+        assert loaded_customer.name == "Zelda Quartermain"  # decrypted: the key and the value are cached
+        assert loaded_customer.__dict__["_pii_keys"] == {key_id: dek}
+        blob = pickle.dumps(loaded_customer)
+        assert dek not in blob
+        assert b"Zelda" not in blob
+        assert b"zelda@example.org" not in blob
+        for again in (pickle.loads(blob), copy.copy(loaded_customer), copy.deepcopy(loaded_customer)):  # noqa: S301
+            assert "_pii_keys" not in again.__dict__
+            assert "_pii_plain" not in again.__dict__
+            assert (again.name, again.email) == ("Zelda Quartermain", "zelda@example.org")
+    assert loaded_customer.__dict__["_pii_keys"] == {key_id: dek}  # the original keeps its cache
