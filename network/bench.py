@@ -22,14 +22,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from django.conf import settings
 from django.db import connection
 from django_tenants.utils import tenant_context
 
 from compliance.audit import Actor
 
 from .radius.loadgen import LoadResult, run_acct_load, run_auth_load
-from .radius.server import BaselineUser, FreeRadiusServer
+from .radius.server import BaselineUser, DatabaseParams, FreeRadiusServer
 
 # Accounting comes from a few BRAS at a steady rate, not 200 deep: beyond ~64 outstanding, UDP
 # buffers overflow on this box and retransmits stall the client (measured, docs/radius.md).
@@ -89,17 +88,6 @@ def _free_loopback() -> str:
     raise RuntimeError("no free loopback address in 127.0.200.0/24 for the benchmark NAS")
 
 
-def _db_params() -> dict:
-    db = settings.DATABASES["default"]
-    return {
-        "host": db.get("HOST") or "127.0.0.1",
-        "port": int(db.get("PORT") or 5432),
-        "dbname": db["NAME"],
-        "user": settings.RADIUS_DB_USER,
-        "password": settings.RADIUS_DB_PASSWORD,
-    }
-
-
 def build_subscribers(*, schema: str, count: int, actor: Actor, say: Callable[[str], None]) -> list[tuple[str, str]]:
     """N active subscribers with PPPoE accounts (user bench-<id>, password pw-<id>-<schema>)."""
     from billing.bench import build_catalog, build_customers
@@ -148,7 +136,7 @@ def bench_radius(
                 ns.nas_register(name="bench-bras", ip_address=nas_ip, secret=NAS_SECRET, actor=actor)
                 reply = _reply_of(credentials[0][0])
             say(f"  {len(credentials)} PPPoE accounts; NAS {nas_ip}; reply {reply}")
-            product = FreeRadiusServer(mode="sql", database=_db_params(), name=f"{schema}-sql")
+            product = FreeRadiusServer(mode="sql", database=DatabaseParams.from_settings(), name=f"{schema}-sql")
             baseline = FreeRadiusServer(
                 mode="files",
                 name=f"{schema}-files",

@@ -73,6 +73,22 @@ class DatabaseParams:
     password: str = field(default="", repr=False)
 
     @classmethod
+    def from_settings(cls, *, port: int | None = None) -> DatabaseParams:
+        """The back office's database (settings.DATABASES) as the FreeRADIUS role sees it
+        (RADIUS_DB_USER / RADIUS_DB_PASSWORD), over TCP: that role has no system account for a
+        local socket's peer authentication. `port` replaces the database's (a proxy in tests)."""
+        from django.conf import settings
+
+        db = settings.DATABASES["default"]
+        return cls(
+            dbname=db["NAME"],
+            host=db.get("HOST") or "127.0.0.1",
+            port=port or int(db.get("PORT") or 5432),
+            user=getattr(settings, "RADIUS_DB_USER", None) or DEFAULT_DB_USER,
+            password=getattr(settings, "RADIUS_DB_PASSWORD", None) or "",
+        )
+
+    @classmethod
     def parse(cls, value: str | Mapping[str, object] | DatabaseParams) -> DatabaseParams:
         """From a libpq URL / key=value string, or a mapping with host, port, dbname (or name),
         user, password. The user defaults to isp_radius when the source names none."""

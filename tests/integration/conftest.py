@@ -38,7 +38,7 @@ from django.db import connection
 from compliance.audit import Actor
 from network.radius.client import AuthResult, account, authenticate
 from network.radius.nas_simulator import NasSimulator, ReceivedRequest
-from network.radius.server import FreeRadiusServer
+from network.radius.server import DatabaseParams, FreeRadiusServer
 from tests.conftest import TENANT_PROFILES, HostClient, TenantProfile
 
 HARNESS_ACTOR = Actor.system("journey harness")
@@ -48,24 +48,13 @@ NAS_ADDRESSES = {"us_isp": "127.0.0.61", "eu_isp": "127.0.0.62", "jp_isp": "127.
 RADIUS_TIMEOUT = 3.0  # FreeRADIUS delays an Access-Reject by 1 s; the machine is shared and slow
 
 
-def radius_database() -> dict:
-    """How FreeRADIUS reaches this session's test database: as its own restricted role."""
-    from django.conf import settings
-
-    db = settings.DATABASES["default"]
-    return {
-        "host": db.get("HOST") or "127.0.0.1",
-        "port": int(db.get("PORT") or 5432),
-        "dbname": db["NAME"],
-        "user": settings.RADIUS_DB_USER,
-        "password": settings.RADIUS_DB_PASSWORD,
-    }
-
-
 @pytest.fixture(scope="module")
 def freeradius(django_db_setup, tmp_path_factory) -> Iterator[FreeRadiusServer]:
     server = FreeRadiusServer(
-        mode="sql", database=radius_database(), name="journeys", run_dir=tmp_path_factory.mktemp("freeradius")
+        mode="sql",
+        database=DatabaseParams.from_settings(),
+        name="journeys",
+        run_dir=tmp_path_factory.mktemp("freeradius"),
     ).start()
     try:
         yield server

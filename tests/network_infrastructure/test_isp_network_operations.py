@@ -21,7 +21,7 @@ from django.utils import timezone
 from compliance.audit import Actor
 from network.radius.client import account, authenticate
 from network.radius.nas_simulator import NasSimulator
-from network.radius.server import FreeRadiusServer
+from network.radius.server import DatabaseParams, FreeRadiusServer
 from tests.network_infrastructure.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.network_monitoring, pytest.mark.integration]
@@ -40,19 +40,6 @@ class Net:
         self.tenants = {}
         self.subs = {}
         self.users = {}
-
-
-def _db_params(port: int | None = None) -> dict:
-    from django.conf import settings
-
-    db = settings.DATABASES["default"]
-    return {
-        "host": db.get("HOST") or "127.0.0.1",
-        "port": port or int(db.get("PORT") or 5432),
-        "dbname": db["NAME"],
-        "user": settings.RADIUS_DB_USER,
-        "password": settings.RADIUS_DB_PASSWORD,
-    }
 
 
 def _activate(slug):
@@ -145,7 +132,7 @@ def net(django_db_setup, django_db_blocker, tmp_path_factory):
                 connection.set_schema_to_public()
         state.run_root = tmp_path_factory.mktemp("freeradius")
         state.server = FreeRadiusServer(
-            mode="sql", database=_db_params(), name="net-tests", run_dir=state.run_root / "main"
+            mode="sql", database=DatabaseParams.from_settings(), name="net-tests", run_dir=state.run_root / "main"
         ).start()
         yield state
     finally:
@@ -487,9 +474,12 @@ def test_accounting_survives_a_database_outage_through_the_detail_file(net, comm
     key = "a"
     user = net.users[key]["static"][1]
     db_port = int(settings.DATABASES["default"].get("PORT") or 5432)
-    proxy = TcpProxy(target_host=_db_params()["host"], target_port=db_port).up()
+    proxy = TcpProxy(target_host=DatabaseParams.from_settings().host, target_port=db_port).up()
     server = FreeRadiusServer(
-        mode="sql", database=_db_params(port=proxy.port), name="net-outage", run_dir=net.run_root / "outage"
+        mode="sql",
+        database=DatabaseParams.from_settings(port=proxy.port),
+        name="net-outage",
+        run_dir=net.run_root / "outage",
     )
     server.start()
     ids = [f"out-{uuid.uuid4().hex[:8]}-{i}" for i in range(3)]
@@ -641,7 +631,6 @@ def test_unanswered_disconnect_is_retried_and_recorded_as_timeout(net, committed
 @pytest.mark.behavior
 def test_pppoe_secret_is_sealed_and_only_the_radius_role_can_use_it(net, committed, django_db_blocker):
     import psycopg
-    from django.conf import settings
     from psycopg import sql
 
     from network.models import PppoeAccount
@@ -651,12 +640,12 @@ def test_pppoe_secret_is_sealed_and_only_the_radius_role_can_use_it(net, committ
     with committed("a"):
         sealed = bytes(PppoeAccount.objects.get(username=user).secret_sealed)
     assert PASSWORD.encode() not in sealed
-    db = _db_params()
+    db = DatabaseParams.from_settings()
     outsider = f"probe_{uuid.uuid4().hex[:8]}"
     with django_db_blocker.unblock(), connection.cursor() as cursor:
         cursor.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(outsider)))
     try:
-        with psycopg.connect(host=db["host"], port=db["port"], dbname=db["dbname"], user=settings.RADIUS_DB_USER) as c:
+        with psycopg.connect(host=db.host, port=db.port, dbname=db.dbname, user=db.user) as c:
             rows = c.execute("SELECT attribute, value FROM radius.authorize_check(%s, %s)", [tenant, user]).fetchall()
             assert ("Cleartext-Password", PASSWORD) in rows
             for forbidden in (
@@ -667,7 +656,7 @@ def test_pppoe_secret_is_sealed_and_only_the_radius_role_can_use_it(net, committ
                 with pytest.raises(psycopg.errors.InsufficientPrivilege), c.transaction():
                     c.execute(forbidden, [sealed] if "reveal" in forbidden.as_string(c) else None)
         with (
-            psycopg.connect(host=db["host"], port=db["port"], dbname=db["dbname"], user=outsider) as c,
+            psycopg.connect(host=db.host, port=db.port, dbname=db.dbname, user=outsider) as c,
             pytest.raises(psycopg.errors.InsufficientPrivilege),
         ):
             c.execute("SELECT * FROM radius.authorize_check(%s, %s)", [tenant, user])

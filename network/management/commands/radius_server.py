@@ -5,10 +5,11 @@
                                    [--client-lifetime 60] [--user NAME:PASSWORD ...] [--secret S]
 
 SQL mode connects to the database of settings.DATABASES["default"] (host, port, name) as the
-role RADIUS_DB_USER (setting, else environment, else isp_radius) with RADIUS_DB_PASSWORD (same
-order; empty for none). Files mode (the benchmark baseline) needs --user entries and serves the
-static client 127.0.0.1 with --secret. The FreeRADIUS log is copied to stdout; Ctrl-C or SIGTERM
-stops the server cleanly. The accounting spool in the run directory survives restarts.
+role RADIUS_DB_USER (settings; isp_radius when empty) with RADIUS_DB_PASSWORD (empty for none),
+over TCP (127.0.0.1 when the URL names no host): DatabaseParams.from_settings. Files mode (the
+benchmark baseline) needs --user entries and serves the static client 127.0.0.1 with --secret.
+The FreeRADIUS log is copied to stdout; Ctrl-C or SIGTERM stops the server cleanly. The
+accounting spool in the run directory survives restarts.
 """
 
 from __future__ import annotations
@@ -17,11 +18,9 @@ import os
 import signal
 import time
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from network.radius.server import (
-    DEFAULT_DB_USER,
     BaselineUser,
     DatabaseParams,
     FreeRadiusError,
@@ -35,25 +34,6 @@ class _Stop(Exception):
 
 def _raise_stop(signum, frame):
     raise _Stop(signal.Signals(signum).name)
-
-
-def _setting_or_env(name: str, default: str) -> str:
-    value = getattr(settings, name, None)
-    if value is None:
-        value = os.environ.get(name, default)
-    return str(value)
-
-
-def radius_database_params() -> DatabaseParams:
-    """The back office's database, as the FreeRADIUS role sees it."""
-    db = settings.DATABASES["default"]
-    return DatabaseParams(
-        dbname=db["NAME"],
-        host=db.get("HOST") or "",
-        port=int(db["PORT"]) if db.get("PORT") else None,
-        user=_setting_or_env("RADIUS_DB_USER", DEFAULT_DB_USER),
-        password=_setting_or_env("RADIUS_DB_PASSWORD", ""),
-    )
 
 
 def _baseline_user(value: str) -> BaselineUser:
@@ -106,7 +86,7 @@ class Command(BaseCommand):
         try:
             server = FreeRadiusServer(
                 mode=mode,
-                database=radius_database_params() if mode == "sql" else None,
+                database=DatabaseParams.from_settings() if mode == "sql" else None,
                 name=options["name"],
                 run_dir=options["run_dir"],
                 auth_port=options["auth_port"],
