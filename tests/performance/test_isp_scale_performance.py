@@ -203,8 +203,9 @@ TENANTS = 2  # tenant_create calls, and as many CREATE SCHEMA + migrate_schemas 
 BILLING_CUSTOMERS = 300
 RADIUS_SUBSCRIBERS, RADIUS_IN_FLIGHT, RADIUS_ROUNDS = 100, 50, 50  # 5,000 authentications per server
 POLLING_DEVICES = 200
-# The billing and RADIUS benchmarks are cheap at this scale: each runs this many times, and the best
-# ratio counts. A burst of other work on the machine lowers one run; a regression lowers every run.
+# The billing, RADIUS and polling benchmarks are cheap at this scale: each runs this many times, and
+# the best ratio counts. A burst of other work on the machine lowers one run; a regression lowers
+# every run.
 BEST_OF = 3
 
 # tenant_create (cloned from the template) over CREATE SCHEMA + migrate_schemas, medians. At full
@@ -229,8 +230,10 @@ BILLING_RATIO_BAR = 0.10
 RADIUS_RATIO_BAR = 0.30
 # Device polls/s, storage included, over the sequential requests/s of one easysnmp session on the
 # same agent. docs/network.md gives 0.54-0.65 at 1,000 devices, and a bar of 0.25. Here:
-# 0.27-0.50. With 200 devices on the agents, the sequential baseline is faster than with 1,000,
-# and a busy machine slows it more than the poller, which raises the ratio. Regressions tried:
+# 0.27-0.50 under load, 0.40-0.45 on a quiet machine - and once 0.179 in a CI run (a single poll
+# of 200 devices is measured over about 0.2 s, so one burst of other work halves it: hence the best
+# of BEST_OF runs). With 200 devices on the agents, the sequential baseline is faster than with
+# 1,000, and a busy machine slows it more than the poller, which raises the ratio. Regressions tried:
 # storing device by device (the batch lost) gave 0.074-0.147 (fails); one extra query per device
 # when storing gave 0.30 (passes: not a halving).
 POLLING_RATIO_BAR = 0.18
@@ -402,10 +405,13 @@ def test_polling_and_storing_devices_keeps_its_ratio_to_one_raw_snmp_session(com
 
     # when POLLING_DEVICES devices served by snmpd are polled and stored through the real poller, and
     # one easysnmp session sends the same GET to one of them as fast as it can
-    result = bench_polling(devices=POLLING_DEVICES, agents=2)
-    figures = result.as_json_dict()
+    runs = [bench_polling(devices=POLLING_DEVICES, agents=2) for _ in range(BEST_OF)]
 
-    # then every device answered, and polling with storage keeps its ratio to the raw session
-    assert (result.devices, result.reachable) == (POLLING_DEVICES, POLLING_DEVICES), figures
-    assert figures["success_rate"] == 1.0
-    assert figures["ratio"] >= POLLING_RATIO_BAR, figures
+    # then every device answered every time...
+    for result in runs:
+        figures = result.as_json_dict()
+        assert (result.devices, result.reachable) == (POLLING_DEVICES, POLLING_DEVICES), figures
+        assert figures["success_rate"] == 1.0
+    # ...and polling with storage keeps its ratio to the raw session
+    best, figures = _best(runs, lambda run: run.as_json_dict()["ratio"])
+    assert best >= POLLING_RATIO_BAR, figures
