@@ -3,9 +3,9 @@
 These tests exist because mutation testing (`make mutation`, docs/testing.md) showed that the
 property tests in test_domain_properties.py let wrong code through: a rounding that goes down on
 an exact half, a discount applied twice, a credit line pointing at the wrong charge, a tax rate
-valid one day too long. Each test states a rule of /work/shared/specs/billing-rules.md (sections
-in the comments) with literal amounts that can be redone on paper: half-up, to 6 places unless
-said otherwise. Dates: April 2026 has 30 days, May 31, June 30.
+valid one day too long. Each test states a rule of the billing contract (shared/specs/
+billing-rules.md; sections in the comments) with literal amounts that can be redone on paper:
+half-up, to 6 places unless said otherwise. Dates: April 2026 has 30 days, May 31, June 30.
 """
 
 from __future__ import annotations

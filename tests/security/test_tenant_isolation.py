@@ -331,8 +331,9 @@ def test_a_dropped_tenants_role_is_dropped_with_its_privileges(db):
 _PK_GROUP = re.compile(r"\(\?P<pk>[^)]*\)|<int:pk>|<pk>")
 
 
-def _api_routes() -> list[tuple[str, object, bool]]:
-    """(route template, view class, has_pk) of every GET endpoint under /api/v1/ (format variants skipped)."""
+def _api_v1_patterns():
+    """(route template, view class, viewset actions or None) of every endpoint under /api/v1/
+    (format variants skipped)."""
 
     def walk(resolver, prefix=""):
         for pattern in resolver.url_patterns:
@@ -341,43 +342,35 @@ def _api_routes() -> list[tuple[str, object, bool]]:
             elif isinstance(pattern, URLPattern):
                 yield prefix + str(pattern.pattern), pattern
 
-    routes = []
     for route, pattern in walk(get_resolver("isp.urls_tenant")):
         if not route.startswith("api/v1/") or "format" in route:
             continue
         callback = pattern.callback
-        view_class = getattr(callback, "cls", None)
-        actions = getattr(callback, "actions", None)
-        gets = ("get" in actions) if actions else (view_class is not None and hasattr(view_class, "get"))
-        if not gets:
-            continue
         plain = route.replace("^", "").replace("$", "")
-        routes.append((plain, view_class, bool(_PK_GROUP.search(plain))))
-    return routes
+        yield plain, getattr(callback, "cls", None), getattr(callback, "actions", None)
+
+
+def _answers(method: str, view_class, actions) -> bool:
+    return (method in actions) if actions else (view_class is not None and hasattr(view_class, method))
+
+
+def _api_routes() -> list[tuple[str, object, bool]]:
+    """(route template, view class, has_pk) of every GET endpoint under /api/v1/."""
+    return [
+        (plain, view_class, bool(_PK_GROUP.search(plain)))
+        for plain, view_class, actions in _api_v1_patterns()
+        if _answers("get", view_class, actions)
+    ]
 
 
 def _api_write_routes() -> list[tuple[str, str, bool]]:
     """(route template, method, has_pk) of every POST/PUT/PATCH/DELETE endpoint under /api/v1/."""
-
-    def walk(resolver, prefix=""):
-        for pattern in resolver.url_patterns:
-            if isinstance(pattern, URLResolver):
-                yield from walk(pattern, prefix + str(pattern.pattern))
-            elif isinstance(pattern, URLPattern):
-                yield prefix + str(pattern.pattern), pattern
-
-    routes = []
-    for route, pattern in walk(get_resolver("isp.urls_tenant")):
-        if not route.startswith("api/v1/") or "format" in route:
-            continue
-        callback = pattern.callback
-        view_class = getattr(callback, "cls", None)
-        actions = getattr(callback, "actions", None)
-        plain = route.replace("^", "").replace("$", "")
-        for method in ("post", "put", "patch", "delete"):
-            if (method in actions) if actions else (view_class is not None and hasattr(view_class, method)):
-                routes.append((plain, method, bool(_PK_GROUP.search(plain))))
-    return routes
+    return [
+        (plain, method, bool(_PK_GROUP.search(plain)))
+        for plain, view_class, actions in _api_v1_patterns()
+        for method in ("post", "put", "patch", "delete")
+        if _answers(method, view_class, actions)
+    ]
 
 
 def _path(route: str, pk=None) -> str:
